@@ -1,0 +1,30 @@
+# pm: the README's two commands are `make demo` and `make test`.
+CARGO ?= cargo
+BIN := target/debug/pm-supervisor
+
+.PHONY: all build demo test test-rust lint fmt clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+# Builds the supervisor and the demo's Rust service, then runs the demo until Ctrl-C.
+demo: build
+	$(BIN) run examples/demo/services.json
+
+# Everything the tests need, then every test suite of the workspace.
+test: test-rust
+
+test-rust:
+	$(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

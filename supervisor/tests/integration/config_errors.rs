@@ -1,0 +1,127 @@
+//! A bad config file is refused with exit code 2 and a message naming file, line, column and
+//! field, before anything is started.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{TestDir, fixture};
+
+fn refuse(t: &TestDir, text: &str) -> String {
+    let path = t.write("services.json", text);
+    let status = t
+        .command(&["run", path.to_str().expect("utf-8")])
+        .status()
+        .expect("run pm-supervisor");
+    assert_eq!(status.code(), Some(2), "stderr: {}", t.stderr());
+    let err = t.stderr();
+    let file = format!("{}:", path.display());
+    assert!(err.contains(&file), "message names the file: {err}");
+    err
+}
+
+#[test]
+fn unknown_field() {
+    let t = TestDir::new();
+    let err = refuse(
+        &t,
+        "{\"services\": [\n  {\"script\": \"a.js\", \"scirpt\": 1}\n]}",
+    );
+    assert!(err.contains(":2:"), "line 2: {err}");
+    assert!(
+        err.contains("services[0]") && err.contains("unknown field `scirpt`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let t = TestDir::new();
+    let err = refuse(
+        &t,
+        r#"{"services": [{"script": "a.js", "args": "--port 1"}]}"#,
+    );
+    assert!(
+        err.contains("services[0].args") && err.contains("invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_script() {
+    let t = TestDir::new();
+    let err = refuse(&t, "{\"services\": [\n {\"name\": \"web\"}\n]}");
+    assert!(
+        err.contains("missing field `script`") && err.contains("services[0]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nonexistent_cwd_is_refused_before_anything_starts() {
+    let t = TestDir::new();
+    // The first service is fine and would report at once; it must not even start.
+    let text = json!({"services": [
+        {"name": "fine", "script": fixture("child.py"), "args": ["report"]},
+        {"name": "bad", "script": "x.py", "cwd": "no/such/folder"}
+    ]})
+    .to_string();
+    let err = refuse(&t, &text);
+    assert!(
+        err.contains("services[1].cwd") && err.contains("folder does not exist"),
+        "{err}"
+    );
+    assert!(err.contains(":1:"), "{err}");
+    assert!(t.events().is_empty(), "nothing may start: {:?}", t.events());
+}
+
+#[test]
+fn not_json() {
+    let t = TestDir::new();
+    let err = refuse(&t, "{\"services\": [\n  {\"script\": \"a.js\",}\n]}");
+    assert!(err.contains(":2:"), "{err}");
+}
+
+#[test]
+fn unreadable_file() {
+    let t = TestDir::new();
+    let status = t
+        .command(&["run", "does-not-exist.json"])
+        .status()
+        .expect("run pm-supervisor");
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        t.stderr().contains("does-not-exist.json: cannot read"),
+        "{}",
+        t.stderr()
+    );
+}
+
+#[test]
+fn a_second_supervisor_on_the_same_config_is_refused() {
+    let t = TestDir::new();
+    let config =
+        t.config(json!([{"name": "a", "script": fixture("child.py"), "args": ["report"]}]));
+    let mut first = t.run(&config);
+    t.wait_event("a", "report");
+    let out = t
+        .command(&["run", config.to_str().expect("utf-8")])
+        .output()
+        .expect("second run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = t.stderr();
+    assert!(
+        err.contains("already running") && err.contains(&first.pid().to_string()),
+        "{err}"
+    );
+    // The first one is untouched.
+    assert_eq!(
+        t.events().iter().filter(|e| e["event"] == "report").count(),
+        1
+    );
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        first.wait(Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(0)
+    );
+}

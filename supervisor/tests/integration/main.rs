@@ -1,0 +1,9 @@
+//! Integration tests: the real `pm-supervisor` binary with real Node, Python and shell children.
+
+mod support;
+
+mod channel;
+mod config_errors;
+mod launchers;
+mod orphans;
+mod stop;

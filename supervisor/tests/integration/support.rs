@@ -1,0 +1,266 @@
+//! Test support: a temp folder per test, the real binary, and cleanup of everything a test
+//! started. Every process a test starts carries `PM_TEST_DIR=<its folder>` in its environment
+//! (the supervisor passes its environment on), so teardown finds each one by that mark and kills
+//! it by pid, even when the test failed half-way.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_pm-supervisor");
+
+/// Long enough for a loaded 2-core machine; a passing test never waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// `tests/fixtures` at the root of the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .canonicalize()
+        .expect("tests/fixtures exists")
+}
+
+/// Polls `f` every 10 ms until it returns Some, or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A test's own folder, and the mark of its processes.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix("pm-test-")
+            .tempdir()
+            .expect("tempdir");
+        TestDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `{"services": services}` to services.json and returns its path.
+    pub fn config(&self, services: Value) -> PathBuf {
+        self.write(
+            "services.json",
+            &serde_json::json!({ "services": services }).to_string(),
+        )
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// A command for the binary with this test's environment; stdout and stderr go to files.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("PM_TEST_DIR", self.path())
+            .env("PM_RUNTIME_DIR", self.path().join("rt"))
+            .env("PM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.path().join("stdout.txt")).expect("stdout file"))
+            .stderr(std::fs::File::create(self.path().join("stderr.txt")).expect("stderr file"));
+        // Its own process group: signals meant for it never reach the test runner.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd
+    }
+
+    /// `pm-supervisor run <config>`.
+    pub fn run(&self, config: &Path) -> Supervisor {
+        let child = self
+            .command(&["run", config.to_str().expect("utf-8 path")])
+            .spawn()
+            .expect("start pm-supervisor");
+        Supervisor {
+            child,
+            dir: self.path().to_path_buf(),
+        }
+    }
+
+    /// Every event the fixtures wrote so far.
+    pub fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.path().join("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits for an event of `kind` from service `svc`.
+    pub fn wait_event(&self, svc: &str, kind: &str) -> Value {
+        poll(PATIENCE, || {
+            self.events()
+                .into_iter()
+                .find(|e| e["svc"] == svc && e["event"] == kind)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {kind:?} event from {svc:?}; events: {:?}",
+                self.events()
+            )
+        })
+    }
+
+    /// Waits for `n` events of `kind`.
+    pub fn wait_events(&self, kind: &str, n: usize) -> Vec<Value> {
+        poll(PATIENCE, || {
+            let found: Vec<Value> = self
+                .events()
+                .into_iter()
+                .filter(|e| e["event"] == kind)
+                .collect();
+            (found.len() >= n).then_some(found)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "fewer than {n} {kind:?} events; events: {:?}",
+                self.events()
+            )
+        })
+    }
+
+    /// Live (not zombie) processes carrying this test's mark: (pid, command line).
+    pub fn live(&self) -> Vec<(i32, String)> {
+        let mark = format!("PM_TEST_DIR={}", self.path().display());
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if !env.split(|&b| b == 0).any(|kv| kv == mark.as_bytes()) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next());
+            if matches!(state, None | Some('Z') | Some('X')) {
+                continue;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            out.push((pid, cmd.trim().to_owned()));
+        }
+        out
+    }
+
+    /// Waits until no marked process is alive; returns how long that took.
+    pub fn wait_all_gone(&self, timeout: Duration) -> Result<Duration, Vec<(i32, String)>> {
+        let start = Instant::now();
+        poll(timeout, || self.live().is_empty().then(|| start.elapsed())).ok_or_else(|| self.live())
+    }
+
+    /// Whether a pid is alive (and not a zombie).
+    pub fn alive(pid: i64) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next());
+        !matches!(state, None | Some('Z') | Some('X'))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path().join("stderr.txt")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.path().join("stdout.txt")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        // Several rounds: a dying process may have forked just before.
+        for _ in 0..5 {
+            let live = self.live();
+            if live.is_empty() {
+                break;
+            }
+            for (pid, _) in live {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running `pm-supervisor`.
+pub struct Supervisor {
+    pub child: Child,
+    dir: PathBuf,
+}
+
+impl Supervisor {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid()), sig).expect("signal the supervisor");
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        poll(timeout, || self.child.try_wait().expect("try_wait"))
+    }
+
+    /// Waits for a line containing `text` on its stdout (where services without `log` write).
+    pub fn wait_stdout(&self, text: &str) -> String {
+        let path = self.dir.join("stdout.txt");
+        poll(PATIENCE, || {
+            let s = std::fs::read_to_string(&path).unwrap_or_default();
+            s.contains(text).then_some(s)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "stdout never showed {text:?}; stdout:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&path).unwrap_or_default(),
+                std::fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
+            )
+        })
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Path of a fixture as a JSON string.
+pub fn fixture(name: &str) -> String {
+    fixtures().join(name).display().to_string()
+}
