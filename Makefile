@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo test test-rust lint fmt clean
+.PHONY: all build demo test test-rust lint fmt clean bench-stop
 
 all: build
 
@@ -28,3 +28,8 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# Stop latency of 50 children, and cleanup after the supervisor is SIGKILLed.
+bench-stop:
+	$(CARGO) build --release -p pm-supervisor
+	python3 bench/stop.py

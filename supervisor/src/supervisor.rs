@@ -260,6 +260,8 @@ pub fn spawn(opts: Options) -> std::io::Result<(Handle, tokio::task::JoinHandle<
         waiters: Vec::new(),
         shutdown: None,
         pumps: JoinSet::new(),
+        to_sweep: HashSet::new(),
+        sweep_at: None,
     };
     let join = tokio::spawn(actor.run(rx, chan_rx, sigchld));
     Ok((Handle { tx, events }, join))
@@ -350,7 +352,13 @@ struct Actor {
     waiters: Vec<Waiter>,
     shutdown: Option<Vec<oneshot::Sender<()>>>,
     pumps: JoinSet<()>,
+    /// Tags of exited processes whose strays are still to be killed, and when.
+    to_sweep: HashSet<String>,
+    sweep_at: Option<Instant>,
 }
+
+/// Exits within this window share one scan for strays.
+const SWEEP_DELAY: Duration = Duration::from_millis(20);
 
 fn ms(d: Duration) -> String {
     if d < Duration::from_secs(10) {
@@ -368,7 +376,10 @@ impl Actor {
         mut sigchld: tokio::signal::unix::Signal,
     ) {
         loop {
-            let deadline = self.timers.first().map(|&(t, _)| t);
+            let deadline = [self.timers.first().map(|&(t, _)| t), self.sweep_at]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 biased;
                 _ = sigchld.recv() => self.reap_round(),
@@ -394,16 +405,20 @@ impl Actor {
         // Anything of this run still carrying its tag (descendants that left their group).
         let prefix = format!("{}-", self.token);
         procs::signal_tagged(|t| t.starts_with(&prefix), Signal::SIGKILL);
+        tracing::debug!("final sweep done");
         // Output pipes reach EOF once the last process holding them is gone.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while self.pumps.join_next().await.is_some() {}
         })
         .await;
         self.pumps.abort_all();
+        tracing::debug!("output pipes closed");
         self.hub.close();
+        tracing::debug!("logs written");
         if let Some(s) = self.sentinel.take() {
             s.dismiss();
         }
+        tracing::debug!("sentinel dismissed");
         if let Some(i) = &self.instance {
             i.clear();
         }
@@ -741,6 +756,9 @@ impl Actor {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        if self.sweep_at.is_some_and(|t| t <= now) {
+            self.sweep();
+        }
         while let Some(&(t, num)) = self.timers.first() {
             if t > now {
                 break;
@@ -836,7 +854,6 @@ impl Actor {
     /// Reaps every exited child. A service's process is peeked at first and its group killed
     /// while its zombie still holds the group id; then anything else carrying its tag is killed.
     fn reap_round(&mut self) {
-        let mut swept: HashSet<String> = HashSet::new();
         loop {
             let known: Vec<Pid> = self
                 .by_pid
@@ -852,7 +869,9 @@ impl Actor {
                 procs::signal_group(pid, Signal::SIGKILL);
                 let Some(exit) = reap::reap(pid) else { break };
                 if let Some(tag) = self.on_exit(id, pid, exit) {
-                    swept.insert(tag);
+                    self.to_sweep.insert(tag);
+                    self.sweep_at
+                        .get_or_insert_with(|| Instant::now() + SWEEP_DELAY);
                 }
             } else if self.sentinel.as_ref().is_some_and(|s| s.pid() == pid) {
                 let _ = reap::reap(pid);
@@ -861,12 +880,22 @@ impl Actor {
                 break;
             }
         }
-        if !swept.is_empty() {
-            let hit = procs::signal_tagged(|t| swept.contains(t), Signal::SIGKILL);
-            if !hit.is_empty() {
-                tracing::info!(pids = ?hit, "killed processes that had left their service's process group");
-            }
+    }
+
+    /// Kills what is left of exited processes outside their groups (found by their tags). One
+    /// `/proc` scan serves every exit of the last [`SWEEP_DELAY`], so that 50 services stopping
+    /// together cost one scan, not fifty.
+    fn sweep(&mut self) {
+        self.sweep_at = None;
+        let tags = std::mem::take(&mut self.to_sweep);
+        if tags.is_empty() {
+            return;
         }
+        let hit = procs::signal_tagged(|t| tags.contains(t), Signal::SIGKILL);
+        if !hit.is_empty() {
+            tracing::info!(pids = ?hit, "killed processes that had left their service's process group");
+        }
+        self.record_state();
     }
 
     fn restart_sentinel(&mut self) {
@@ -928,7 +957,8 @@ impl Actor {
             requested,
             uptime_ms: uptime.as_millis() as u64,
         });
-        self.record_state();
+        // The state file is rewritten at the next sweep: a stale entry is harmless (entries are
+        // checked against start times), a missing one is not, so only launches write at once.
         let mut i = 0;
         while i < self.waiters.len() {
             self.waiters[i].procs.remove(&p.num);
