@@ -1,7 +1,60 @@
 //! # pm-child
 //!
-//! The child side of the [pm](https://github.com/pm-supervisor/pm) process supervisor, and the
-//! home of the protocol types both ends share ([`protocol`]).
+//! The child side of the [pm](https://github.com/pm-supervisor/pm) process supervisor: a
+//! service registers stop handlers, says when it is ready, and exchanges messages with the
+//! supervisor. This crate is also the home of the protocol types both ends share
+//! ([`protocol`]).
+//!
+//! ## Usage
+//!
+//! ```no_run
+//! fn main() {
+//!     pm_child::on_stopping(|| {
+//!         println!("flushing the queue before exit");
+//!     });
+//!     pm_child::on_message(|data| println!("supervisor says {data}"));
+//!     pm_child::ready();
+//!     loop {
+//!         // ... the service's work ...
+//!         std::thread::sleep(std::time::Duration::from_secs(1));
+//!     }
+//! }
+//! ```
+//!
+//! ## Theory of operation
+//!
+//! The first call into the crate connects: it takes the channel named by `PM_CHANNEL_FD`
+//! (fd 3, a Unix socket from `pm-supervisor`), marks it close-on-exec, removes `PM_CHANNEL_FD`,
+//! `NODE_CHANNEL_FD` and `NODE_CHANNEL_SERIALIZATION_MODE` from the environment (so processes
+//! this one starts inherit neither the fd nor a variable pointing at a wrong one), and sends
+//! `hello`. Make that first call early in `main`, before starting threads that read the
+//! environment.
+//!
+//! A background thread (`pm-child`) reads the channel; it never keeps the process alive. The
+//! stop handlers run once, in registration order, on a thread of their own (`pm-child-stop`),
+//! on whichever of these comes first:
+//! - the supervisor's `stop` message;
+//! - EOF on the channel (the supervisor died);
+//! - SIGTERM or SIGINT (so the same program behaves under systemd, Docker or a terminal's
+//!   Ctrl-C).
+//!
+//! The SDK answers `stopping` at once, so the supervisor sends no SIGTERM while handlers run;
+//! it still SIGKILLs the process group at `killTimeout`, unless a handler asks for more time
+//! with [`extend`]. A handler that panics is reported on stderr and the next one runs. When all
+//! have run, the process exits with code 0 (`std::process::exit`, which flushes stdout).
+//!
+//! Without a supervisor, [`ready`], [`send`] and [`extend`] do nothing, [`supervised`] is
+//! false, and the signal triggers still work.
+//!
+//! With the `tokio` feature, `on_stopping_async` registers an async handler.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod child;
 pub mod protocol;
+
+#[cfg(feature = "tokio")]
+pub use child::on_stopping_async;
+pub use child::{
+    Options, StopHandler, extend, init, on_message, on_stopping, on_stopping_fallible, ready, send,
+    supervised, trigger_stop,
+};

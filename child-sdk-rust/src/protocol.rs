@@ -186,6 +186,21 @@ impl std::fmt::Display for LineError {
 
 impl std::error::Error for LineError {}
 
+impl LineError {
+    /// The kind's name in the shared test vectors (`tests/protocol/`): `too_long`, `not_utf8`,
+    /// `not_json`, `no_type`, `node_internal` or `bad_fields`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LineError::TooLong { .. } => "too_long",
+            LineError::NotUtf8 { .. } => "not_utf8",
+            LineError::NotJson(_) => "not_json",
+            LineError::NoType { .. } => "no_type",
+            LineError::NodeInternal(_) => "node_internal",
+            LineError::BadFields { .. } => "bad_fields",
+        }
+    }
+}
+
 /// Decodes one line (without its `\n`; a trailing `\r` is tolerated).
 pub fn decode<T: Incoming>(line: &[u8]) -> Result<Decoded<T>, LineError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -206,31 +221,34 @@ pub fn decode<T: Incoming>(line: &[u8]) -> Result<Decoded<T>, LineError> {
                 found: format!("the string {s:?}"),
             }),
         },
-        Value::Object(ref obj) => match obj.get("type") {
-            Some(Value::String(kind)) => {
-                if !T::TYPES.contains(&kind.as_str()) {
-                    return Ok(Decoded::Unknown(kind.clone()));
+        Value::Object(ref obj) => {
+            // Node's handle passing carries a `type` of its own ("net.Socket"); `cmd` marks it.
+            if let Some(Value::String(cmd)) = obj.get("cmd") {
+                if cmd.starts_with("NODE_") {
+                    return Err(LineError::NodeInternal(cmd.clone()));
                 }
-                let kind = kind.clone();
-                serde_json::from_value(value)
-                    .map(Decoded::Message)
-                    .map_err(|e| LineError::BadFields {
-                        kind,
-                        error: e.to_string(),
-                    })
             }
-            Some(other) => Err(LineError::NoType {
-                found: format!("an object whose \"type\" is {}", json_kind(other)),
-            }),
-            None => match obj.get("cmd") {
-                Some(Value::String(cmd)) if cmd.starts_with("NODE_") => {
-                    Err(LineError::NodeInternal(cmd.clone()))
+            match obj.get("type") {
+                Some(Value::String(kind)) => {
+                    if !T::TYPES.contains(&kind.as_str()) {
+                        return Ok(Decoded::Unknown(kind.clone()));
+                    }
+                    let kind = kind.clone();
+                    serde_json::from_value(value)
+                        .map(Decoded::Message)
+                        .map_err(|e| LineError::BadFields {
+                            kind,
+                            error: e.to_string(),
+                        })
                 }
-                _ => Err(LineError::NoType {
+                Some(other) => Err(LineError::NoType {
+                    found: format!("an object whose \"type\" is {}", json_kind(other)),
+                }),
+                None => Err(LineError::NoType {
                     found: "an object without \"type\"".into(),
                 }),
-            },
-        },
+            }
+        }
         other => Err(LineError::NoType {
             found: json_kind(&other).into(),
         }),
