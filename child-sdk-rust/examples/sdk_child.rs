@@ -5,7 +5,9 @@ use std::io::Write;
 use std::time::Duration;
 
 fn event(kind: &str, extra: serde_json::Value) {
-    let Ok(dir) = std::env::var("PM_TEST_DIR") else { return };
+    let Ok(dir) = std::env::var("PM_TEST_DIR") else {
+        return;
+    };
     let mut line = serde_json::json!({
         "svc": std::env::var("PM_SERVICE_NAME").unwrap_or_default(),
         "pid": std::process::id(),
@@ -20,7 +22,8 @@ fn event(kind: &str, extra: serde_json::Value) {
         .append(true)
         .open(format!("{dir}/events.jsonl"))
         .expect("events file");
-    f.write_all(format!("{line}\n").as_bytes()).expect("write event");
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("write event");
 }
 
 fn main() {
@@ -47,10 +50,16 @@ fn main() {
             .arg("[ -e /proc/$$/fd/3 ] && echo fd3=open || echo fd3=closed; echo \"PM_CHANNEL_FD=$PM_CHANNEL_FD NODE_CHANNEL_FD=$NODE_CHANNEL_FD\"")
             .output()
             .expect("run a grandchild");
-        event("grandchild", serde_json::json!({ "out": String::from_utf8_lossy(&out.stdout) }));
+        event(
+            "grandchild",
+            serde_json::json!({ "out": String::from_utf8_lossy(&out.stdout) }),
+        );
     }
     pm_child::ready();
-    event("started", serde_json::json!({ "supervised": pm_child::supervised() }));
+    event(
+        "started",
+        serde_json::json!({ "supervised": pm_child::supervised() }),
+    );
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }

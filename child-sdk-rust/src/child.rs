@@ -80,9 +80,15 @@ pub fn init(options: Options) -> bool {
 
 impl Child {
     fn connect(options: Options) -> Child {
-        let fd: Option<RawFd> = std::env::var(ENV_CHANNEL_FD).ok().and_then(|v| v.parse().ok());
+        let fd: Option<RawFd> = std::env::var(ENV_CHANNEL_FD)
+            .ok()
+            .and_then(|v| v.parse().ok());
         if options.clean_env {
-            for var in [ENV_CHANNEL_FD, ENV_NODE_CHANNEL_FD, ENV_NODE_CHANNEL_SERIALIZATION_MODE] {
+            for var in [
+                ENV_CHANNEL_FD,
+                ENV_NODE_CHANNEL_FD,
+                ENV_NODE_CHANNEL_SERIALIZATION_MODE,
+            ] {
                 // SAFETY: the first call into this crate is documented to happen before the
                 // program starts threads that use the environment.
                 unsafe { std::env::remove_var(var) };

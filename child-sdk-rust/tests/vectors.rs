@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 fn vectors(file: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/protocol").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/protocol")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|l| serde_json::from_str(l).expect("vector is JSON"))
@@ -72,7 +74,11 @@ fn check<T: Incoming + Serialize>(file: &str) {
             Ok(Decoded::Message(m)) => {
                 let value = serde_json::to_value(&m).expect("serializable");
                 if let Some(len) = expect["message_data_len"].as_u64() {
-                    assert_eq!(value["data"].as_str().map(str::len), Some(len as usize), "{name}");
+                    assert_eq!(
+                        value["data"].as_str().map(str::len),
+                        Some(len as usize),
+                        "{name}"
+                    );
                 } else {
                     assert_eq!(&value, &expect["message"], "{name}");
                 }

@@ -19,13 +19,17 @@
 //! channel.
 
 pub mod channel;
+pub mod cli;
 pub mod config;
+pub mod control;
 pub mod json_locate;
 pub mod launch;
+pub mod lifecycle;
 pub mod log_writer;
 pub mod output;
 pub mod procs;
 pub mod reap;
+pub mod restart_policy;
 pub mod run;
 pub mod runtime;
 pub mod sentinel;

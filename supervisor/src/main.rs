@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use pm_supervisor::cli::{self, Target};
+use serde_json::json;
 
 /// Process supervision for desktop apps.
 #[derive(Debug, Parser)]
@@ -21,6 +23,69 @@ enum Command {
         /// The config file: {"services": [ ... ]}.
         config: PathBuf,
     },
+    /// Run for a controlling process (an Electron main process): requests arrive on an
+    /// inherited control channel, and when it closes every service is stopped.
+    Serve {
+        /// The control channel's fd (default: NODE_CHANNEL_FD, set by Node's 'ipc' stdio).
+        #[arg(long)]
+        control_fd: Option<i32>,
+        /// Instance name, for the control socket and for cleaning up after a crash; use the
+        /// app's name so that its next launch finds what a crashed run left.
+        #[arg(long)]
+        name: Option<String>,
+        /// Services to start first.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the services of a running supervisor.
+    Ls {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every service with this name; returns when their processes are gone.
+    Stop {
+        /// Service name.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Restart every service with this name; returns when the new processes are launched.
+    Restart {
+        /// Service name.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Stop every service.
+    Stopall {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Send a JSON message to every service with this name.
+    Send {
+        /// Service name.
+        name: String,
+        /// The message data, as JSON.
+        data: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Print a service's log lines.
+    Logs {
+        /// Service name.
+        name: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines to print first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Internal: the process that cleans up if the supervisor is killed.
     #[command(name = "__sentinel", hide = true)]
     Sentinel {
@@ -29,10 +94,56 @@ enum Command {
     },
 }
 
+/// Which running supervisor to talk to (default: the only one).
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// Its instance name (`serve --name`).
+    #[arg(long, global = true)]
+    instance: Option<String>,
+    /// The config file it runs (`run FILE`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+impl From<TargetArgs> for Target {
+    fn from(a: TargetArgs) -> Target {
+        Target {
+            instance: a.instance,
+            config: a.config,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => pm_supervisor::run::main(&config),
+        Command::Run { config } => pm_supervisor::run::run_config(&config),
+        Command::Serve {
+            control_fd,
+            name,
+            config,
+        } => pm_supervisor::run::serve(control_fd, name, config),
+        Command::Ls { target, json } => cli::exit_code(cli::ls(&target.into(), json)),
+        Command::Stop { name, target } => cli::exit_code(cli::act(
+            &target.into(),
+            json!({"type": "stop", "name": name}),
+        )),
+        Command::Restart { name, target } => cli::exit_code(cli::act(
+            &target.into(),
+            json!({"type": "restart", "name": name}),
+        )),
+        Command::Stopall { target } => {
+            cli::exit_code(cli::act(&target.into(), json!({"type": "stopall"})))
+        }
+        Command::Send { name, data, target } => {
+            cli::exit_code(cli::send(&target.into(), &name, &data))
+        }
+        Command::Logs {
+            name,
+            follow,
+            lines,
+            target,
+        } => cli::exit_code(cli::logs(&target.into(), &name, follow, lines)),
         Command::Sentinel { token } => match pm_supervisor::sentinel::run(&token) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,

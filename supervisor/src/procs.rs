@@ -78,6 +78,15 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     })
 }
 
+/// Resident memory of a process in bytes (Linux; None elsewhere).
+pub fn rss(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 /// Pids of all processes (Linux; empty elsewhere).
 pub fn all_pids() -> Vec<i32> {
     #[cfg(target_os = "linux")]

@@ -1,20 +1,36 @@
-//! `pm-supervisor run services.json`: the config-file front-end.
+//! The long-running front-ends: `pm-supervisor run services.json` (a config file) and
+//! `pm-supervisor serve --control-fd N` (a controlling process). Both listen on the instance's
+//! control socket for the CLI, stop everything on SIGINT, SIGTERM or SIGHUP, and SIGKILL what is
+//! left on a second signal.
 
-use std::path::Path;
+use std::os::fd::{FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::control::{self, OnEof};
 use crate::runtime::{ClaimError, Instance, instance_name, runtime_dir};
-use crate::supervisor::{self, Options};
+use crate::supervisor::{self, Handle, Options};
 
 /// Exit code for a config file that cannot be used.
 pub const EXIT_CONFIG: u8 = 2;
 
-/// Runs the services of `config_path` until SIGINT, SIGTERM or SIGHUP, then stops them all.
-/// A second signal during the stop SIGKILLs whatever is left at once.
-pub fn main(config_path: &Path) -> ExitCode {
+/// What a supervisor process is started with.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// Services of a config file, started first.
+    pub config: Option<Config>,
+    /// Instance name (runtime files and control socket).
+    pub instance: String,
+    /// An inherited control channel whose EOF means "stop everything and exit".
+    pub control_fd: Option<RawFd>,
+}
+
+/// `pm-supervisor run <config>`.
+pub fn run_config(config_path: &Path) -> ExitCode {
     init_tracing();
     let config = match Config::load(config_path) {
         Ok(c) => c,
@@ -23,8 +39,54 @@ pub fn main(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let instance = instance_name(&config.path);
+    main(Setup {
+        config: Some(config),
+        instance,
+        control_fd: None,
+    })
+}
+
+/// `pm-supervisor serve [--control-fd N] [--name NAME]`. Without `--control-fd`, Node's
+/// `NODE_CHANNEL_FD` is used when the supervisor was spawned with an `'ipc'` slot.
+pub fn serve(control_fd: Option<RawFd>, name: Option<String>, config: Option<PathBuf>) -> ExitCode {
+    init_tracing();
+    let control_fd = control_fd.or_else(|| std::env::var("NODE_CHANNEL_FD").ok()?.parse().ok());
+    let config = match config.map(|p| Config::load(&p)).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pm-supervisor: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let instance = name
+        .or_else(|| config.as_ref().map(|c| instance_name(&c.path)))
+        .unwrap_or_else(|| format!("serve-{}", std::os::unix::process::parent_id()));
+    if !instance
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || instance.starts_with('.')
+    {
+        eprintln!("pm-supervisor: --name {instance:?}: use letters, digits, '-', '_' and '.' only");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    main(Setup {
+        config,
+        instance,
+        control_fd,
+    })
+}
+
+fn main(setup: Setup) -> ExitCode {
+    // First, so that neither the control fd nor anything else inherited reaches a service.
     prepare_process();
-    let instance = match claim(&config) {
+    if let Some(fd) = setup.control_fd {
+        if !is_socket(fd) {
+            eprintln!("pm-supervisor: control fd {fd} is not an open socket");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    let instance = match claim(&setup.instance) {
         Ok(i) => i,
         Err(msg) => {
             eprintln!("pm-supervisor: {msg}");
@@ -48,7 +110,7 @@ pub fn main(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, instance)) {
+    match runtime.block_on(supervise(setup, instance)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pm-supervisor: {e}");
@@ -57,19 +119,21 @@ pub fn main(config_path: &Path) -> ExitCode {
     }
 }
 
-fn claim(config: &Config) -> Result<Instance, String> {
+fn claim(name: &str) -> Result<Instance, String> {
     let dir = runtime_dir().map_err(|e| format!("runtime folder: {e}"))?;
-    Instance::claim(&dir, &instance_name(&config.path)).map_err(|e| match e {
-        ClaimError::Running(r) => format!("{r}; stop it first ({})", config.path.display()),
+    Instance::claim(&dir, name).map_err(|e| match e {
+        ClaimError::Running(r) => format!("{r}; stop it first"),
         other => other.to_string(),
     })
 }
 
-async fn serve(config: Config, instance: Instance) -> std::io::Result<()> {
+async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     // Before anything starts, so that an early Ctrl-C is a clean stop, not a kill.
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let socket_path = instance.socket_path();
+    let listener = bind_socket(&socket_path)?;
     let (handle, join) = supervisor::spawn(Options {
         token: new_token(),
         instance: Some(instance),
@@ -97,15 +161,75 @@ async fn serve(config: Config, instance: Instance) -> std::io::Result<()> {
             }
         }
     });
-    for spec in config.services {
-        if handle.start(spec).await.is_err() {
+    let base: Arc<Path> = std::env::current_dir()
+        .unwrap_or_else(|_| "/".into())
+        .into();
+    let accept = tokio::spawn(accept_loop(listener, handle.clone(), base.clone()));
+    if let Some(fd) = setup.control_fd {
+        // SAFETY: the fd was handed to this process for the control channel and was checked to
+        // be a socket; nothing else owns it.
+        let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+        stream.set_nonblocking(true)?;
+        let stream = tokio::net::UnixStream::from_std(stream)?;
+        tokio::spawn(control::serve_connection(
+            stream,
+            handle.clone(),
+            true,
+            base,
+            OnEof::Shutdown,
+        ));
+    }
+    for spec in setup.config.map(|c| c.services).unwrap_or_default() {
+        if handle.start(spec, false).await.is_err() {
             break;
         }
     }
     drop(handle);
     let result = join.await;
     signals.abort();
+    accept.abort();
+    let _ = std::fs::remove_file(&socket_path);
     result.map_err(std::io::Error::other)
+}
+
+/// Binds the control socket with mode 0600. The instance lock is held, so a socket file already
+/// there belongs to a supervisor that is gone: it is replaced.
+fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("control socket {}: {e}", path.display()))
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn accept_loop(listener: tokio::net::UnixListener, handle: Handle, base: Arc<Path>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(control::serve_connection(
+                    stream,
+                    handle.clone(),
+                    false,
+                    base.clone(),
+                    OnEof::Nothing,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(%e, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat only writes the zeroed struct it is given.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
 }
 
 /// A prefix for this run's service tags: unique per supervisor process.
@@ -116,7 +240,8 @@ fn new_token() -> String {
     format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
 }
 
-fn init_tracing() {
+/// Diagnostics of the supervisor itself go to stderr; `PM_LOG` sets the level.
+pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -183,6 +183,11 @@ impl Instance {
         }
     }
 
+    /// The control socket of this instance.
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.sock", self.name))
+    }
+
     /// Removes the state file after a clean shutdown.
     pub fn clear(&self) {
         let _ = std::fs::remove_file(&self.state_path);

@@ -6,4 +6,5 @@ mod channel;
 mod config_errors;
 mod launchers;
 mod orphans;
+mod sdk_rust;
 mod stop;

@@ -264,3 +264,21 @@ impl Drop for Supervisor {
 pub fn fixture(name: &str) -> String {
     fixtures().join(name).display().to_string()
 }
+
+/// The Rust SDK's test child (`child-sdk-rust/examples/sdk_child.rs`), built if missing.
+pub fn sdk_child_bin() -> String {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/examples/sdk_child");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-q", "-p", "pm-child", "--example", "sdk_child"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the sdk_child example failed");
+    });
+    bin.display().to_string()
+}

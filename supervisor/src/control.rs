@@ -1,0 +1,486 @@
+//! The control channel (protocol.md, section 8): a thin adapter that turns request lines into
+//! [`Handle`] calls and pushes events. One connection is one task pair; a slow request (a stop
+//! that waits for processes to go) runs on its own task, so it never delays the others.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pm_child::protocol::{Frame, LineDecoder, MAX_LINE_BYTES};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::RawService;
+use crate::json_locate;
+use crate::supervisor::{ActionError, EventKind, Handle, Selector, ServiceId};
+
+/// `timeout_ms` of a `start` with `wait: "ready"` when the request does not say.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request, as parsed from a line.
+#[derive(Debug)]
+enum Request {
+    Start(StartRequest),
+    Stop(NameRequest),
+    Restart(NameRequest),
+    Stopall(IdOnly),
+    List(IdOnly),
+    Send(SendRequest),
+    Shutdown(IdOnly),
+    Subscribe(IdOnly),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    #[serde(rename = "type")]
+    _type: String,
+    id: Value,
+    spec: RawService,
+    base: Option<PathBuf>,
+    wait: Option<Wait>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameRequest {
+    #[serde(rename = "type")]
+    _type: String,
+    id: Value,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    #[serde(rename = "type")]
+    _type: String,
+    id: Value,
+    name: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdOnly {
+    #[serde(rename = "type")]
+    _type: String,
+    id: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Wait {
+    Launched,
+    Ready,
+}
+
+/// A failed request: an error code and a message a person can act on.
+#[derive(Debug)]
+struct Failure {
+    code: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ActionError> for Failure {
+    fn from(e: ActionError) -> Failure {
+        let code = match e {
+            ActionError::NoSuchService(_) => "no_such_service",
+            _ => "shutting_down",
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+fn reply(id: &Value, result: Result<Value, Failure>) -> Value {
+    match result {
+        Ok(result) => json!({"type": "reply", "id": id, "ok": true, "result": result}),
+        Err(f) => {
+            json!({"type": "reply", "id": id, "ok": false, "error": f.message, "code": f.code})
+        }
+    }
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEof {
+    /// Nothing happens (a CLI connection).
+    Nothing,
+    /// Every service is stopped and the supervisor exits (the controlling process is gone).
+    Shutdown,
+}
+
+/// Serves one control connection until EOF. `events`: push every event (the inherited fd)
+/// rather than only after `subscribe`. `base`: folder for relative paths of `start` specs.
+pub async fn serve_connection<S>(
+    stream: S,
+    handle: Handle,
+    events: bool,
+    base: Arc<Path>,
+    on_eof: OnEof,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        while let Some(v) = out_rx.recv().await {
+            let mut line = serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec());
+            line.push(b'\n');
+            if wr.write_all(&line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut pusher = None;
+    if events {
+        pusher = Some(tokio::spawn(push_events(
+            handle.subscribe(),
+            out_tx.clone(),
+        )));
+    }
+    let mut decoder = LineDecoder::new(MAX_LINE_BYTES);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut lines = Vec::new();
+        decoder.feed(&buf[..n], |f| {
+            lines.push(match f {
+                Frame::Line(l) => Ok(l.to_vec()),
+                Frame::TooLong { len } => Err(len),
+            })
+        });
+        for line in lines {
+            let line = match line {
+                Ok(l) => l,
+                Err(len) => {
+                    let f = Failure::new(
+                        "bad_request",
+                        format!(
+                            "request line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit"
+                        ),
+                    );
+                    let _ = out_tx.send(reply(&Value::Null, Err(f)));
+                    continue;
+                }
+            };
+            let request = match parse(&line) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err((id, f)) => {
+                    let _ = out_tx.send(reply(&id, Err(f)));
+                    continue;
+                }
+            };
+            if let Request::Subscribe(r) = &request {
+                if pusher.is_none() {
+                    pusher = Some(tokio::spawn(push_events(
+                        handle.subscribe(),
+                        out_tx.clone(),
+                    )));
+                }
+                let _ = out_tx.send(reply(&r.id, Ok(Value::Null)));
+                continue;
+            }
+            let (handle, out, base) = (handle.clone(), out_tx.clone(), base.clone());
+            tokio::spawn(async move {
+                let (id, result) = execute(request, &handle, &base).await;
+                let _ = out.send(reply(&id, result));
+            });
+        }
+    }
+    if on_eof == OnEof::Shutdown {
+        tracing::info!(
+            "the controlling process closed the control channel: stopping every service"
+        );
+        let _ = handle.shutdown().await;
+    }
+    if let Some(p) = pusher {
+        p.abort();
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+/// Parses a request line. Ok(None): an empty line. Err carries the id (if one could be read).
+fn parse(line: &[u8]) -> Result<Option<Request>, (Value, Failure)> {
+    let bad = |id: Value, m: String| Err((id, Failure::new("bad_request", m)));
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t.trim(),
+        Err(e) => {
+            return bad(
+                Value::Null,
+                format!(
+                    "request is not UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
+            );
+        }
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return bad(Value::Null, format!("request is not JSON: {e}")),
+    };
+    let Some(obj) = value.as_object() else {
+        return bad(
+            Value::Null,
+            "a request is a JSON object with \"type\" and \"id\"".into(),
+        );
+    };
+    let id = match obj.get("id") {
+        Some(id @ (Value::Number(_) | Value::String(_))) => id.clone(),
+        Some(_) => return bad(Value::Null, "\"id\" must be a number or a string".into()),
+        None => return bad(Value::Null, "request has no \"id\"".into()),
+    };
+    let Some(kind) = obj.get("type").and_then(Value::as_str) else {
+        return bad(id, "request has no string \"type\"".into());
+    };
+    let kind = kind.to_owned();
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+        serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            }
+        })
+    }
+    let parsed = match kind.as_str() {
+        "start" => typed(value).map(Request::Start),
+        "stop" => typed(value).map(Request::Stop),
+        "restart" => typed(value).map(Request::Restart),
+        "stopall" => typed(value).map(Request::Stopall),
+        "list" => typed(value).map(Request::List),
+        "send" => typed(value).map(Request::Send),
+        "shutdown" => typed(value).map(Request::Shutdown),
+        "subscribe" => typed(value).map(Request::Subscribe),
+        _ => {
+            return bad(
+                id,
+                format!(
+                    "unknown request type {kind:?} (known: start, stop, restart, stopall, list, send, shutdown, subscribe)"
+                ),
+            );
+        }
+    };
+    parsed.map(Some).map_err(|e| {
+        (
+            id,
+            Failure::new("bad_request", format!("bad \"{kind}\" request: {e}")),
+        )
+    })
+}
+
+async fn execute(
+    request: Request,
+    handle: &Handle,
+    base: &Path,
+) -> (Value, Result<Value, Failure>) {
+    match request {
+        Request::Start(r) => {
+            let base = r.base.as_deref().unwrap_or(base);
+            let result = start(handle, &r.spec, base, r.wait, r.timeout_ms).await;
+            (r.id, result)
+        }
+        Request::Stop(r) => (r.id, rows(handle.stop(Selector::Name(r.name)).await)),
+        Request::Restart(r) => (r.id, rows(handle.restart(Selector::Name(r.name)).await)),
+        Request::Stopall(r) => (r.id, rows(handle.stop(Selector::All).await)),
+        Request::List(r) => (r.id, rows(handle.list().await)),
+        Request::Send(r) => {
+            let sent = handle
+                .send(Selector::Name(r.name), r.data)
+                .await
+                .map(|n| json!({ "sent": n }))
+                .map_err(Failure::from);
+            (r.id, sent)
+        }
+        Request::Shutdown(r) => (
+            r.id,
+            handle
+                .shutdown()
+                .await
+                .map(|()| Value::Null)
+                .map_err(Failure::from),
+        ),
+        Request::Subscribe(r) => (r.id, Ok(Value::Null)),
+    }
+}
+
+fn rows<T: serde::Serialize>(r: Result<T, ActionError>) -> Result<Value, Failure> {
+    r.map(|rows| serde_json::to_value(rows).unwrap_or(Value::Null))
+        .map_err(Failure::from)
+}
+
+async fn start(
+    handle: &Handle,
+    raw: &RawService,
+    base: &Path,
+    wait: Option<Wait>,
+    timeout_ms: Option<u64>,
+) -> Result<Value, Failure> {
+    let base = if base.is_absolute() {
+        base.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(base)
+    };
+    let spec = raw.resolve(&base, None).map_err(|e| {
+        let field = json_locate::path_to_string(&e.field);
+        Failure::new("bad_spec", format!("spec.{field}: {}", e.message))
+    })?;
+    let wait_ready = wait == Some(Wait::Ready);
+    // Subscribed before the start, so the ready event cannot be missed.
+    let mut events = handle.subscribe();
+    let row = handle
+        .start(spec, wait_ready)
+        .await
+        .map_err(Failure::from)?;
+    if row.pid.is_none() {
+        let why = row.error.clone().unwrap_or_else(|| "launch failed".into());
+        return Err(Failure::new("launch_failed", why));
+    }
+    if wait_ready {
+        let limit = timeout_ms.map_or(DEFAULT_READY_TIMEOUT, Duration::from_millis);
+        wait_ready_event(&mut events, row.id, limit).await?;
+        let rows = handle.list().await.map_err(Failure::from)?;
+        let row = rows.into_iter().find(|r| r.id == row.id);
+        return Ok(serde_json::to_value(row).unwrap_or(Value::Null));
+    }
+    Ok(serde_json::to_value(row).unwrap_or(Value::Null))
+}
+
+async fn wait_ready_event(
+    events: &mut broadcast::Receiver<crate::supervisor::Event>,
+    id: ServiceId,
+    limit: Duration,
+) -> Result<(), Failure> {
+    let waiting = async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.id == id => match e.kind {
+                    EventKind::Ready { .. } => return Ok(()),
+                    EventKind::Exited { exit, .. } => {
+                        return Err(Failure::new(
+                            "launch_failed",
+                            format!("exited before it was ready: {exit}"),
+                        ));
+                    }
+                    _ => {}
+                },
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(Failure::new(
+                        "shutting_down",
+                        "the supervisor is shutting down",
+                    ));
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(limit, waiting).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::new(
+            "timeout",
+            format!("not ready after {} ms; it keeps running", limit.as_millis()),
+        )),
+    }
+}
+
+async fn push_events(
+    mut events: broadcast::Receiver<crate::supervisor::Event>,
+    out: mpsc::UnboundedSender<Value>,
+) {
+    loop {
+        let v = match events.recv().await {
+            Ok(e) => {
+                let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("type".into(), "event".into());
+                }
+                v
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                json!({"type": "event", "event": "lagged", "missed": n})
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if out.send(v).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> (Value, &'static str, String) {
+        match parse(line.as_bytes()) {
+            Err((id, f)) => (id, f.code, f.message),
+            Ok(r) => panic!("{line} parsed: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn good_requests_parse() {
+        assert!(matches!(
+            parse(br#"{"type":"stop","id":1,"name":"web"}"#),
+            Ok(Some(Request::Stop(_)))
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"list","id":"a"}"#),
+            Ok(Some(Request::List(_)))
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"start","id":2,"spec":{"script":"a.js","name":"x"},"wait":"ready"}"#),
+            Ok(Some(Request::Start(StartRequest {
+                wait: Some(Wait::Ready),
+                ..
+            })))
+        ));
+        assert!(matches!(parse(b"   "), Ok(None)));
+    }
+
+    #[test]
+    fn bad_requests_name_what_is_wrong() {
+        assert_eq!(err("{oops").1, "bad_request");
+        let (id, _, m) = err(r#"{"type":"stop","name":"x"}"#);
+        assert_eq!((id, m.as_str()), (Value::Null, "request has no \"id\""));
+        let (id, _, m) = err(r#"{"type":"frobnicate","id":4}"#);
+        assert_eq!(id, json!(4));
+        assert!(m.contains("unknown request type \"frobnicate\""), "{m}");
+        let (_, _, m) = err(r#"{"type":"stop","id":5,"name":7}"#);
+        assert!(
+            m.contains("bad \"stop\" request: name: invalid type"),
+            "{m}"
+        );
+        let (_, _, m) = err(r#"{"type":"start","id":6,"spec":{"scirpt":"a.js"}}"#);
+        assert!(
+            m.contains("spec") && m.contains("unknown field `scirpt`"),
+            "{m}"
+        );
+        let (_, _, m) = err(r#"{"type":"stop","id":{},"name":"x"}"#);
+        assert!(m.contains("number or a string"), "{m}");
+        assert_eq!(err("[1]").1, "bad_request");
+    }
+}

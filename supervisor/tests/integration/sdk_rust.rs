@@ -1,0 +1,124 @@
+//! The Rust SDK (`pm-child`) under the real supervisor, and without one.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::support::{PATIENCE, TestDir, poll, sdk_child_bin};
+
+fn handlers_ran(t: &TestDir, svc: &str) -> Vec<i64> {
+    t.events()
+        .iter()
+        .filter(|e| e["svc"] == svc && e["event"] == "handler")
+        .map(|e| e["n"].as_i64().expect("n"))
+        .collect()
+}
+
+#[test]
+fn handlers_run_on_stop_and_the_child_exits_0_before_kill_timeout() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "r", "script": sdk_child_bin(), "killTimeout": 5000}]));
+    let mut sup = t.run(&config);
+    assert_eq!(t.wait_event("r", "started")["supervised"], true);
+    sup.wait_stdout("r pm  | ready");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    assert_eq!(handlers_ran(&t, "r"), vec![1, 3], "in registration order");
+    let out = t.stdout();
+    assert!(out.contains("r pm  | stopped: exit code 0"), "{out}");
+    assert!(
+        !out.contains("SIGTERM sent") && !out.contains("SIGKILL sent"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_failing_handler_is_reported_and_the_next_one_runs() {
+    let t = TestDir::new();
+    let config = t.config(
+        json!([{"name": "f", "script": sdk_child_bin(), "args": ["failing"], "killTimeout": 5000}]),
+    );
+    let mut sup = t.run(&config);
+    t.wait_event("f", "started");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    assert_eq!(handlers_ran(&t, "f"), vec![1, 3]);
+    let out = t.stdout();
+    assert!(
+        out.contains("f err | pm-child: stop handler #2 failed: handler two fails on purpose"),
+        "{out}"
+    );
+    assert!(out.contains("f pm  | stopped: exit code 0"), "{out}");
+}
+
+#[test]
+fn handlers_run_when_the_supervisor_is_killed() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "k", "script": sdk_child_bin()}]));
+    let mut sup = t.run(&config);
+    t.wait_event("k", "started");
+    sup.signal(Signal::SIGKILL);
+    sup.wait(PATIENCE).expect("reaped");
+    poll(PATIENCE, || {
+        (handlers_ran(&t, "k") == vec![1, 3]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("handlers did not run on EOF: {:?}", t.events()));
+    t.wait_all_gone(Duration::from_secs(5))
+        .expect("nothing left");
+}
+
+#[test]
+fn handlers_run_on_sigterm_without_a_supervisor() {
+    let t = TestDir::new();
+    let mut child = Command::new(sdk_child_bin())
+        .env("PM_TEST_DIR", t.path())
+        .env("PM_SERVICE_NAME", "alone")
+        .env_remove("PM_CHANNEL_FD")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sdk_child");
+    assert_eq!(t.wait_event("alone", "started")["supervised"], false);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .expect("signal");
+    let status = poll(PATIENCE, || child.try_wait().expect("try_wait")).expect("exited");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(handlers_ran(&t, "alone"), vec![1, 3]);
+}
+
+#[test]
+fn extend_keeps_sigkill_away_while_a_slow_handler_finishes() {
+    let t = TestDir::new();
+    // The last handler takes 600 ms, twice killTimeout; it asks for 2 s more first.
+    let config = t.config(
+        json!([{"name": "s", "script": sdk_child_bin(), "args": ["slow"], "killTimeout": 300}]),
+    );
+    let mut sup = t.run(&config);
+    t.wait_event("s", "started");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    t.wait_event("s", "slow-done");
+    let out = t.stdout();
+    assert!(
+        out.contains("s pm  | stop extended by 2000 ms on request"),
+        "{out}"
+    );
+    assert!(out.contains("s pm  | stopped: exit code 0"), "{out}");
+    assert!(!out.contains("SIGKILL sent"), "{out}");
+}
+
+#[test]
+fn grandchildren_inherit_neither_the_channel_nor_its_variables() {
+    let t = TestDir::new();
+    let config =
+        t.config(json!([{"name": "gc", "script": sdk_child_bin(), "args": ["grandchild"]}]));
+    let _sup = t.run(&config);
+    let e = t.wait_event("gc", "grandchild");
+    let out = e["out"].as_str().expect("out");
+    assert!(out.contains("fd3=closed"), "{out}");
+    assert!(out.contains("PM_CHANNEL_FD= NODE_CHANNEL_FD="), "{out}");
+}
