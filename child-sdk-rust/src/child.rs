@@ -94,12 +94,12 @@ impl Child {
                 unsafe { std::env::remove_var(var) };
             }
         }
-        let stream = fd.filter(|&fd| is_socket(fd)).and_then(|fd| {
+        let stream = fd.filter(|&fd| is_socket(fd)).map(|fd| {
             // SAFETY: the supervisor handed this fd to the process for the channel; from now on
             // the SDK owns it. Close-on-exec keeps it from grandchildren.
             unsafe {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                Some(UnixStream::from_raw_fd(fd))
+                UnixStream::from_raw_fd(fd)
             }
         });
         let (writer, reader) = match stream.and_then(|s| s.try_clone().ok().map(|r| (s, r))) {

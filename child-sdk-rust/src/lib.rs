@@ -8,16 +8,14 @@
 //! ## Usage
 //!
 //! ```no_run
-//! fn main() {
-//!     pm_child::on_stopping(|| {
-//!         println!("flushing the queue before exit");
-//!     });
-//!     pm_child::on_message(|data| println!("supervisor says {data}"));
-//!     pm_child::ready();
-//!     loop {
-//!         // ... the service's work ...
-//!         std::thread::sleep(std::time::Duration::from_secs(1));
-//!     }
+//! pm_child::on_stopping(|| {
+//!     println!("flushing the queue before exit");
+//! });
+//! pm_child::on_message(|data| println!("supervisor says {data}"));
+//! pm_child::ready();
+//! loop {
+//!     // ... the service's work ...
+//!     std::thread::sleep(std::time::Duration::from_secs(1));
 //! }
 //! ```
 //!

@@ -22,7 +22,7 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request, as parsed from a line.
 #[derive(Debug)]
 enum Request {
-    Start(StartRequest),
+    Start(Box<StartRequest>),
     Stop(NameRequest),
     Restart(NameRequest),
     Stopall(IdOnly),
@@ -267,7 +267,7 @@ fn parse(line: &[u8]) -> Result<Option<Request>, (Value, Failure)> {
         })
     }
     let parsed = match kind.as_str() {
-        "start" => typed(value).map(Request::Start),
+        "start" => typed(value).map(|r| Request::Start(Box::new(r))),
         "stop" => typed(value).map(Request::Stop),
         "restart" => typed(value).map(Request::Restart),
         "stopall" => typed(value).map(Request::Stopall),
@@ -453,10 +453,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(br#"{"type":"start","id":2,"spec":{"script":"a.js","name":"x"},"wait":"ready"}"#),
-            Ok(Some(Request::Start(StartRequest {
-                wait: Some(Wait::Ready),
-                ..
-            })))
+            Ok(Some(Request::Start(r))) if r.wait == Some(Wait::Ready)
         ));
         assert!(matches!(parse(b"   "), Ok(None)));
     }

@@ -4,7 +4,9 @@ mod support;
 
 mod channel;
 mod config_errors;
+mod control;
 mod launchers;
 mod orphans;
+mod restart;
 mod sdk_rust;
 mod stop;

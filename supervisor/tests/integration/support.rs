@@ -73,8 +73,18 @@ impl TestDir {
         p
     }
 
-    /// A command for the binary with this test's environment; stdout and stderr go to files.
+    /// A command for the binary with this test's environment. stdout and stderr go to files:
+    /// `stdout.txt` and `stderr.txt` for `run` and `serve`, `cli-stdout.txt` and
+    /// `cli-stderr.txt` for the client commands.
     pub fn command(&self, args: &[&str]) -> Command {
+        let prefix = if matches!(args.first(), Some(&"run" | &"serve")) {
+            ""
+        } else {
+            "cli-"
+        };
+        let file = |name: &str| {
+            std::fs::File::create(self.path().join(format!("{prefix}{name}"))).expect("output file")
+        };
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(self.path())
@@ -82,8 +92,8 @@ impl TestDir {
             .env("PM_RUNTIME_DIR", self.path().join("rt"))
             .env("PM_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(self.path().join("stdout.txt")).expect("stdout file"))
-            .stderr(std::fs::File::create(self.path().join("stderr.txt")).expect("stderr file"));
+            .stdout(file("stdout.txt"))
+            .stderr(file("stderr.txt"));
         // Its own process group: signals meant for it never reach the test runner.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd
@@ -193,6 +203,11 @@ impl TestDir {
         std::fs::read_to_string(self.path().join("stderr.txt")).unwrap_or_default()
     }
 
+    /// stderr of the last client command.
+    pub fn cli_stderr(&self) -> String {
+        std::fs::read_to_string(self.path().join("cli-stderr.txt")).unwrap_or_default()
+    }
+
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.path().join("stdout.txt")).unwrap_or_default()
     }
@@ -221,6 +236,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// Wraps a supervisor started by hand from [`TestDir::command`].
+    pub fn from_child(child: Child, dir: &Path) -> Supervisor {
+        Supervisor {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
