@@ -20,6 +20,10 @@ pub const DEFAULT_RESTART_AT: [u64; 8] = [100, 500, 1000, 10_000, 30_000, 60_000
 pub const DEFAULT_RESTART_OK_MS: u64 = 30 * 60 * 1000;
 /// `killTimeout` when a service does not set it.
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 200;
+/// `logMaxSize` when a service does not set it: 10 MiB.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// `logKeep` when a service does not set it.
+pub const DEFAULT_LOG_KEEP: u32 = 5;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -75,6 +79,12 @@ pub struct RawService {
         skip_serializing_if = "Option::is_none"
     )]
     pub kill_timeout: Option<u64>,
+    /// Rotate the log file when it would grow past this many bytes; 0: never.
+    #[serde(rename = "logMaxSize", default, skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<u64>,
+    /// Rotated log files kept (`app.log.1` is the newest).
+    #[serde(rename = "logKeep", default, skip_serializing_if = "Option::is_none")]
+    pub log_keep: Option<u32>,
 }
 
 /// An environment value: a string, or a number or boolean written without quotes.
@@ -126,6 +136,10 @@ pub struct ServiceSpec {
     pub node_path: Option<String>,
     /// Time between the stop request and SIGKILL.
     pub kill_timeout: Duration,
+    /// Log rotation size in bytes (0: never).
+    pub log_max_size: u64,
+    /// Rotated log files kept.
+    pub log_keep: u32,
 }
 
 /// What is wrong with one field of a service spec: the field's path below the service
@@ -228,6 +242,9 @@ impl RawService {
                 return Err(FieldError::new(field, "must not be empty"));
             }
         }
+        if self.log_keep.is_some_and(|k| k > 1000) {
+            return Err(FieldError::new("logKeep", "keeps at most 1000 files"));
+        }
         if self.log.as_deref().is_some_and(|l| l.trim().is_empty()) {
             return Err(FieldError::new(
                 "log",
@@ -255,6 +272,8 @@ impl RawService {
             kill_timeout: Duration::from_millis(
                 self.kill_timeout.unwrap_or(DEFAULT_KILL_TIMEOUT_MS),
             ),
+            log_max_size: self.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE),
+            log_keep: self.log_keep.unwrap_or(DEFAULT_LOG_KEEP),
         })
     }
 }

@@ -256,6 +256,13 @@ pub fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawned, Laun
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         unreachable!("stdout and stderr were set to piped");
     };
+    #[cfg(target_os = "linux")]
+    for pipe in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
+        // Room for a burst while the reader lets output gather (see output::PACE). 1 MiB is
+        // the default limit for unprivileged processes; if it is lower, the default stays.
+        // SAFETY: F_SETPIPE_SZ on a pipe fd we own.
+        unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, 1024 * 1024) };
+    }
     // The `Child` is dropped without waiting: the supervisor's reaper owns every exit status.
     drop(child);
     Ok(Spawned {

@@ -120,6 +120,9 @@ pub(super) struct Actor {
     services: BTreeMap<ServiceId, Service>,
     by_pid: HashMap<Pid, ServiceId>,
     by_proc: HashMap<u64, ServiceId>,
+    /// Exited processes whose channel has not reached EOF yet: messages they sent just before
+    /// exiting are still read and forwarded.
+    lingering: HashMap<u64, (ServiceId, i32)>,
     next_service: ServiceId,
     next_proc: u64,
     token: String,
@@ -162,6 +165,7 @@ impl Actor {
             services: BTreeMap::new(),
             by_pid: HashMap::new(),
             by_proc: HashMap::new(),
+            lingering: HashMap::new(),
             next_service: 1,
             next_proc: 1,
             token: opts.token,
@@ -289,7 +293,11 @@ impl Actor {
     fn add_service(&mut self, spec: ServiceSpec, await_ready: bool) -> ServiceId {
         let id = self.next_service;
         self.next_service += 1;
-        let sink = self.hub.sink(spec.log.as_deref());
+        let rotation = crate::log_writer::Rotation {
+            max_size: spec.log_max_size,
+            keep: spec.log_keep,
+        };
+        let sink = self.hub.sink(spec.log.as_deref(), rotation);
         let policy = RestartPolicy::new(&spec.restart_at, spec.restart_ok);
         self.services.insert(
             id,
@@ -342,18 +350,14 @@ impl Actor {
                 None
             }
         };
-        self.pumps.spawn(output::pump(
-            spawned.stdout,
-            svc.sink.clone(),
-            label.clone(),
-            Stream::Out,
-        ));
-        self.pumps.spawn(output::pump(
-            spawned.stderr,
-            svc.sink.clone(),
+        let pump = output::Pump {
+            sink: svc.sink.clone(),
+            colour: colour_for(&svc.sink, &label),
             label,
-            Stream::Err,
-        ));
+            strip_ansi: svc.spec.strip_ansi,
+        };
+        self.pumps.spawn(pump.clone().run(spawned.stdout, Stream::Out));
+        self.pumps.spawn(pump.run(spawned.stderr, Stream::Err));
         svc.proc = Some(Proc {
             num,
             pid,
@@ -716,7 +720,7 @@ impl Actor {
 
     fn on_channel(&mut self, num: u64, ev: ChannelEvent) {
         let Some(&id) = self.by_proc.get(&num) else {
-            return;
+            return self.on_lingering_channel(num, ev);
         };
         let Some(svc) = self.services.get_mut(&id) else {
             return;
@@ -780,6 +784,21 @@ impl Actor {
             self.emit(id, kind);
         }
         self.apply(id, actions);
+    }
+
+    /// A message from a process that has exited (sent just before its exit) is still an event.
+    fn on_lingering_channel(&mut self, num: u64, ev: ChannelEvent) {
+        match ev {
+            ChannelEvent::Message(FromChild::Message { data }) => {
+                if let Some(&(id, pid)) = self.lingering.get(&num) {
+                    self.emit(id, EventKind::Message { pid, data });
+                }
+            }
+            ChannelEvent::Closed => {
+                self.lingering.remove(&num);
+            }
+            ChannelEvent::Message(_) => {}
+        }
     }
 
     /// Reaps every exited child. A service's process is peeked at first and its group killed
@@ -861,6 +880,9 @@ impl Actor {
         };
         let Some(p) = svc.proc.take() else { return };
         self.by_proc.remove(&p.num);
+        if p.chan.is_some() {
+            self.lingering.insert(p.num, (id, pid.as_raw()));
+        }
         let uptime = p.started.elapsed();
         svc.last_exit = Some(exit);
         let requested = p.stop.is_some();
@@ -908,7 +930,7 @@ fn lifecycle(label: &str, sink: &Sink, text: &str) {
 
 /// Writes one line of the supervisor's own (stream `pm`) to a service's log.
 fn pm_line(label: &str, sink: &Sink, text: &str) {
-    let mut line = output::prefix(SystemTime::now(), label, Stream::Pm).into_bytes();
+    let mut line = output::prefix(SystemTime::now(), label, Stream::Pm.tag(false), colour_for(sink, label)).into_bytes();
     line.extend_from_slice(text.as_bytes());
     line.push(b'\n');
     sink.write_now(line);
@@ -917,4 +939,11 @@ fn pm_line(label: &str, sink: &Sink, text: &str) {
 /// The label of a service whose process record is borrowed elsewhere.
 fn label_of(spec: &ServiceSpec, pid: Pid) -> String {
     spec.name.clone().unwrap_or_else(|| pid.to_string())
+}
+
+/// Labels are coloured when lines go to the supervisor's stdout and that is a terminal.
+fn colour_for(sink: &Sink, label: &str) -> Option<u8> {
+    static TTY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let tty = *TTY.get_or_init(|| std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    (sink.is_stdout() && tty).then(|| output::label_colour(label))
 }
