@@ -80,7 +80,11 @@ pub struct RawService {
     )]
     pub kill_timeout: Option<u64>,
     /// Rotate the log file when it would grow past this many bytes; 0: never.
-    #[serde(rename = "logMaxSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logMaxSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_max_size: Option<u64>,
     /// Rotated log files kept (`app.log.1` is the newest).
     #[serde(rename = "logKeep", default, skip_serializing_if = "Option::is_none")]

@@ -206,7 +206,9 @@ impl Target {
 
     /// Opens the file if it is not open and it is time to try.
     fn open(&mut self) {
-        let Some(path) = self.path.clone() else { return };
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         if self.file.is_some() || self.failed_at.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
             return;
         }
@@ -229,7 +231,9 @@ impl Target {
 
     /// Reopens the file if it was deleted or renamed under us (checked at most once a second).
     fn check_still_there(&mut self) {
-        let (Some(path), Some(file)) = (&self.path, &self.file) else { return };
+        let (Some(path), Some(file)) = (&self.path, &self.file) else {
+            return;
+        };
         if self.checked_at.elapsed() < CHECK_EVERY {
             return;
         }
@@ -245,7 +249,9 @@ impl Target {
 
     /// Renames `f` to `f.1`, `f.1` to `f.2`, ... keeping `keep` old files, then opens a new `f`.
     fn rotate(&mut self) {
-        let Some(path) = self.path.clone() else { return };
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         let name = |n: u32| {
             let mut p = path.clone().into_os_string();
             p.push(format!(".{n}"));
@@ -282,7 +288,11 @@ impl Target {
         self.open();
         self.check_still_there();
         let len = self.pending.len() as u64;
-        if self.file.is_some() && self.rotation.max_size > 0 && self.size > 0 && self.size + len > self.rotation.max_size {
+        if self.file.is_some()
+            && self.rotation.max_size > 0
+            && self.size > 0
+            && self.size + len > self.rotation.max_size
+        {
             self.rotate();
         }
         let Some(file) = &mut self.file else {
@@ -307,7 +317,9 @@ fn writer_loop(mut rx: mpsc::UnboundedReceiver<Msg>, budget: &Semaphore) {
     let mut targets: HashMap<u32, Target> = HashMap::new();
     let mut open = true;
     while open {
-        let Some(first) = rx.blocking_recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut permits = 0usize;
         let mut gathered = 0usize;
         let mut next = Some(first);
@@ -318,7 +330,11 @@ fn writer_loop(mut rx: mpsc::UnboundedReceiver<Msg>, budget: &Semaphore) {
                     t.open();
                     targets.insert(id, t);
                 }
-                Msg::Data { id, bytes, permits: p } => {
+                Msg::Data {
+                    id,
+                    bytes,
+                    permits: p,
+                } => {
                     permits += p as usize;
                     gathered += bytes.len();
                     if let Some(t) = targets.get_mut(&id) {
@@ -334,7 +350,11 @@ fn writer_loop(mut rx: mpsc::UnboundedReceiver<Msg>, budget: &Semaphore) {
                     break;
                 }
             }
-            next = if gathered < MAX_GATHER { rx.try_recv().ok() } else { None };
+            next = if gathered < MAX_GATHER {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         for t in targets.values_mut() {
             t.flush();
@@ -356,7 +376,13 @@ mod tests {
     use super::*;
 
     fn target(dir: &Path, max: u64, keep: u32) -> Target {
-        let mut t = Target::new(Some(dir.join("a.log")), Rotation { max_size: max, keep });
+        let mut t = Target::new(
+            Some(dir.join("a.log")),
+            Rotation {
+                max_size: max,
+                keep,
+            },
+        );
         t.open();
         t
     }
@@ -377,7 +403,10 @@ mod tests {
         assert_eq!(read("a.log"), "four 123\n");
         assert_eq!(read("a.log.1"), "three 12\n");
         assert_eq!(read("a.log.2"), "two 1234\n");
-        assert!(!dir.path().join("a.log.3").exists(), "only logKeep files are kept");
+        assert!(
+            !dir.path().join("a.log.3").exists(),
+            "only logKeep files are kept"
+        );
     }
 
     #[test]
@@ -386,8 +415,14 @@ mod tests {
         let mut t = target(dir.path(), 4, 1);
         write(&mut t, "0123456789\n");
         write(&mut t, "abcdefghij\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("a.log")).expect("log"), "abcdefghij\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("a.log.1")).expect("log"), "0123456789\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.log")).expect("log"),
+            "abcdefghij\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.log.1")).expect("log"),
+            "0123456789\n"
+        );
     }
 
     #[test]
@@ -398,7 +433,10 @@ mod tests {
         std::fs::remove_file(dir.path().join("a.log")).expect("rm");
         t.checked_at -= CHECK_EVERY;
         write(&mut t, "after\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("a.log")).expect("log"), "after\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.log")).expect("log"),
+            "after\n"
+        );
     }
 
     #[test]

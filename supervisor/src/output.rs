@@ -189,7 +189,9 @@ pub fn prefix(t: SystemTime, label: &str, tag: &str, colour: Option<u8>) -> Stri
 /// A colour per label, stable across runs, for output on a terminal.
 pub fn label_colour(label: &str) -> u8 {
     const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
-    let h = label.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let h = label
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     COLOURS[(h % COLOURS.len() as u32) as usize]
 }
 
@@ -337,7 +339,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_kept_byte_for_byte() {
-        assert_eq!(split(100, &[b"\xff\xfe\x00ok\n"]), vec![whole(b"\xff\xfe\x00ok")]);
+        assert_eq!(
+            split(100, &[b"\xff\xfe\x00ok\n"]),
+            vec![whole(b"\xff\xfe\x00ok")]
+        );
     }
 
     #[test]
@@ -356,7 +361,10 @@ mod tests {
     #[test]
     fn labels_get_stable_colours() {
         assert_eq!(label_colour("web"), label_colour("web"));
-        assert!(prefix(SystemTime::UNIX_EPOCH, "web", "out", Some(36)).contains("\x1b[36mweb\x1b[0m out | "));
+        assert!(
+            prefix(SystemTime::UNIX_EPOCH, "web", "out", Some(36))
+                .contains("\x1b[36mweb\x1b[0m out | ")
+        );
         assert_eq!(
             prefix(SystemTime::UNIX_EPOCH, "web", "out", None),
             "1970-01-01T00:00:00.000Z web out | "

@@ -356,7 +356,8 @@ impl Actor {
             label,
             strip_ansi: svc.spec.strip_ansi,
         };
-        self.pumps.spawn(pump.clone().run(spawned.stdout, Stream::Out));
+        self.pumps
+            .spawn(pump.clone().run(spawned.stdout, Stream::Out));
         self.pumps.spawn(pump.run(spawned.stderr, Stream::Err));
         svc.proc = Some(Proc {
             num,
@@ -930,7 +931,13 @@ fn lifecycle(label: &str, sink: &Sink, text: &str) {
 
 /// Writes one line of the supervisor's own (stream `pm`) to a service's log.
 fn pm_line(label: &str, sink: &Sink, text: &str) {
-    let mut line = output::prefix(SystemTime::now(), label, Stream::Pm.tag(false), colour_for(sink, label)).into_bytes();
+    let mut line = output::prefix(
+        SystemTime::now(),
+        label,
+        Stream::Pm.tag(false),
+        colour_for(sink, label),
+    )
+    .into_bytes();
     line.extend_from_slice(text.as_bytes());
     line.push(b'\n');
     sink.write_now(line);

@@ -6,6 +6,7 @@ mod channel;
 mod config_errors;
 mod control;
 mod launchers;
+mod logs;
 mod orphans;
 mod restart;
 mod sdk_rust;

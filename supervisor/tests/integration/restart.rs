@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{PATIENCE, TestDir, fixture, poll};
 
-fn ls(t: &TestDir) -> Vec<Value> {
+pub fn ls(t: &TestDir) -> Vec<Value> {
     let out = t
         .command(&["ls", "--json"])
         .stdout(std::process::Stdio::piped())

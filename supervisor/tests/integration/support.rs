@@ -305,3 +305,8 @@ pub fn sdk_child_bin() -> String {
     });
     bin.display().to_string()
 }
+
+/// The colour the supervisor gives a label on a terminal.
+pub fn label_colour(label: &str) -> u8 {
+    pm_supervisor::output::label_colour(label)
+}
