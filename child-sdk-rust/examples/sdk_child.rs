@@ -40,6 +40,24 @@ fn main() {
             event("slow-done", serde_json::json!({}));
         });
     }
+    if mode == "hang" {
+        // Overruns every deadline.
+        pm_child::on_stopping(|| {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    }
+    if mode == "greedy" {
+        // Asks for far more than the supervisor grants, then never finishes.
+        pm_child::on_stopping(|| {
+            event("greedy-handler", serde_json::json!({}));
+            pm_child::extend(600_000);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    }
     pm_child::on_message(|data| {
         event("message", serde_json::json!({ "data": data }));
         pm_child::send(&serde_json::json!({ "echo": data }));

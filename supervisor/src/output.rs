@@ -224,7 +224,11 @@ impl Pump {
         let mut lines = LogLines::default();
         let mut small = false;
         loop {
-            if small {
+            if !small {
+                // A child writing at full speed keeps this pipe ready forever; let the actor and
+                // the control connections run between two large reads.
+                tokio::task::yield_now().await;
+            } else {
                 // A child writing line by line would otherwise cost a wake-up, a read and a
                 // batch per line. Letting output gather for a moment costs at most PACE of
                 // latency and turns thousands of tiny reads into a few large ones. The pipe

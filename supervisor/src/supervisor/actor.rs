@@ -145,7 +145,7 @@ pub(super) struct Actor {
 }
 
 fn ms(d: Duration) -> String {
-    if d < Duration::from_secs(10) {
+    if d < Duration::from_secs(100) {
         format!("{} ms", d.as_millis())
     } else {
         format!("{:.1} s", d.as_secs_f64())

@@ -5,6 +5,7 @@ mod support;
 mod channel;
 mod config_errors;
 mod control;
+mod faults;
 mod launchers;
 mod logs;
 mod orphans;

@@ -1,0 +1,329 @@
+//! Fault injection: what goes wrong around a stop, and the supervisor's own resource use.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use crate::support::{PATIENCE, TestDir, fixture, poll, sdk_child_bin};
+
+/// "SIGKILL sent to process group N (M ms after the stop request)" -> M.
+fn sigkill_after_ms(out: &str, svc: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!(" {svc} pm  | SIGKILL sent")))
+        .unwrap_or_else(|| panic!("no SIGKILL line for {svc}:\n{out}"));
+    // "(350 ms after ..." or "(30.0 s after ..."
+    let mut words = line.rsplit_once('(').expect("(").1.split(' ');
+    let (n, unit) = (words.next().expect("number"), words.next().expect("unit"));
+    match unit {
+        "ms" => n.parse().expect("milliseconds"),
+        _ => (n.parse::<f64>().expect("seconds") * 1000.0) as u64,
+    }
+}
+
+fn group_members(pgid: i64) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let f: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().collect())
+                .unwrap_or_default();
+            f.len() > 2 && f[0] != "Z" && f[2].parse::<i64>().ok() == Some(pgid)
+        })
+        .collect()
+}
+
+/// A client on the supervisor's control socket.
+struct Socket(BufReader<UnixStream>, u64);
+
+impl Socket {
+    fn open(t: &TestDir) -> Socket {
+        let rt = t.path().join("rt");
+        let path = poll(PATIENCE, || {
+            std::fs::read_dir(&rt)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "sock"))
+        })
+        .expect("control socket");
+        let s = poll(PATIENCE, || UnixStream::connect(&path).ok()).expect("connect");
+        Socket(BufReader::new(s), 0)
+    }
+
+    fn ask(&mut self, mut req: Value) -> Value {
+        self.1 += 1;
+        req["id"] = self.1.into();
+        let mut line = serde_json::to_vec(&req).expect("json");
+        line.push(b'\n');
+        self.0.get_mut().write_all(&line).expect("write");
+        loop {
+            let mut l = String::new();
+            assert!(self.0.read_line(&mut l).expect("read") > 0, "socket closed");
+            let v: Value = serde_json::from_str(&l).expect("json");
+            if v["id"] == self.1 {
+                return v;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_handler_that_overruns_is_killed_at_kill_timeout_with_its_group() {
+    let t = TestDir::new();
+    let config = t.config(
+        json!([{"name": "h", "script": sdk_child_bin(), "args": ["hang"], "killTimeout": 300}]),
+    );
+    let mut sup = t.run(&config);
+    let pid = t.wait_event("h", "started")["pid"].as_i64().expect("pid");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let out = t.stdout();
+    let ms = sigkill_after_ms(&out, "h");
+    assert!(
+        (300..400).contains(&ms),
+        "SIGKILL {ms} ms after the stop request, killTimeout 300"
+    );
+    // Its handlers 1 and 3 (quick ones) ran; the group is gone.
+    assert!(group_members(pid).is_empty(), "{:?}", group_members(pid));
+}
+
+#[test]
+fn a_flooding_child_that_ignores_sigterm_is_killed_on_time_and_the_supervisor_answers() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "flood", "script": "/bin/sh",
+        "args": ["-c", "trap '' TERM; exec yes 'flooding the log as fast as possible'"],
+        "log": "flood.log", "killTimeout": 300, "logMaxSize": 0}]));
+    let mut sup = t.run(&config);
+    poll(PATIENCE, || {
+        (std::fs::metadata(t.path().join("flood.log")).ok()?.len() > 20_000_000).then_some(())
+    })
+    .expect("flooding");
+    let mut sock = Socket::open(&t);
+    let start = Instant::now();
+    let rows = sock.ask(json!({"type": "list"}));
+    let answered = start.elapsed();
+    assert_eq!(rows["result"][0]["state"], "running");
+    // Under a full-speed flood a request is still answered at once (bound loose for a loaded
+    // machine; the flood is paced reads, not a busy loop).
+    assert!(
+        answered < Duration::from_millis(500),
+        "list took {answered:?}"
+    );
+    let r = sock.ask(json!({"type": "stop", "name": "flood"}));
+    assert_eq!(r["result"][0]["state"], "stopped", "{r}");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let ms = sigkill_after_ms(
+        &std::fs::read_to_string(t.path().join("flood.log")).expect("log"),
+        "flood",
+    );
+    assert!(
+        (300..400).contains(&ms),
+        "SIGKILL {ms} ms after the stop request"
+    );
+}
+
+#[test]
+fn extend_is_honoured_up_to_thirty_seconds_then_sigkill() {
+    let t = TestDir::new();
+    let config = t.config(
+        json!([{"name": "g", "script": sdk_child_bin(), "args": ["greedy"], "killTimeout": 200}]),
+    );
+    let mut sup = t.run(&config);
+    t.wait_event("g", "started");
+    sup.signal(Signal::SIGTERM);
+    t.wait_event("g", "greedy-handler");
+    assert_eq!(
+        sup.wait(Duration::from_secs(60)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let out = t.stdout();
+    assert!(
+        out.contains("g pm  | stop extended by 600000 ms on request; SIGKILL in"),
+        "{out}"
+    );
+    let ms = sigkill_after_ms(&out, "g");
+    assert!(
+        (30_000..30_100).contains(&ms),
+        "SIGKILL {ms} ms after the stop request; the cap is 30 s"
+    );
+}
+
+#[test]
+fn a_child_that_never_reads_its_channel_cannot_block_the_supervisor() {
+    let t = TestDir::new();
+    let config = t.config(json!([
+        {"name": "deaf", "script": fixture("child.py"), "args": ["deaf"], "killTimeout": 300},
+        {"name": "fine", "script": fixture("child.py"), "args": ["report"]}
+    ]));
+    let mut sup = t.run(&config);
+    t.wait_event("deaf", "started");
+    let mut sock = Socket::open(&t);
+    let big = "x".repeat(100_000);
+    let start = Instant::now();
+    let mut sent = 0;
+    for _ in 0..300 {
+        let r = sock.ask(json!({"type": "send", "name": "deaf", "data": big}));
+        sent += r["result"]["sent"].as_u64().expect("sent");
+    }
+    // 30 MB offered; the socket buffer and the bounded queue take a little, the rest is refused
+    // at once instead of piling up or blocking.
+    assert!(sent < 300, "all {sent} queued: the queue is not bounded");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "sends took {:?}",
+        start.elapsed()
+    );
+    let rows = sock.ask(json!({"type": "list"}));
+    assert_eq!(rows["result"][1]["state"], "running");
+    // Its stop message cannot even be queued: signals instead, on time.
+    let r = sock.ask(json!({"type": "stop", "name": "deaf"}));
+    assert_eq!(r["result"][0]["state"], "stopped");
+    let out = t.stdout();
+    assert!(out.contains("deaf pm  | SIGTERM sent"), "{out}");
+    let ms = sigkill_after_ms(&out, "deaf");
+    assert!(
+        (300..400).contains(&ms),
+        "SIGKILL {ms} ms after the stop request"
+    );
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_child_that_closed_its_channel_is_still_stopped_on_time() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "c", "script": fixture("child.py"), "args": ["close-channel"], "killTimeout": 300}]));
+    let mut sup = t.run(&config);
+    t.wait_event("c", "started");
+    let start = Instant::now();
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let out = t.stdout();
+    assert!(out.contains("c pm  | SIGTERM sent"), "{out}");
+    let ms = sigkill_after_ms(&out, "c");
+    assert!(
+        (300..400).contains(&ms),
+        "SIGKILL {ms} ms after the stop request"
+    );
+}
+
+#[test]
+fn two_hundred_stop_start_cycles_leak_nothing() {
+    let t = TestDir::new();
+    let config =
+        t.config(json!([{"name": "s", "script": "/bin/sleep", "args": ["1000"], "log": "s.log"}]));
+    let mut sup = t.run(&config);
+    let pid = sup.pid();
+    let mut sock = Socket::open(&t);
+    let usage = || {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fds")
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let field = |k: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .expect(k)
+        };
+        (fds, field("Threads:"), field("VmRSS:"))
+    };
+    let mut cycle = |sock: &mut Socket| {
+        assert_eq!(sock.ask(json!({"type": "stop", "name": "s"}))["ok"], true);
+        assert_eq!(
+            sock.ask(json!({"type": "restart", "name": "s"}))["ok"],
+            true
+        );
+    };
+    for _ in 0..20 {
+        cycle(&mut sock);
+    }
+    let before = usage();
+    for _ in 0..200 {
+        cycle(&mut sock);
+    }
+    // The last exits' output readers and sweeps settle.
+    std::thread::sleep(Duration::from_millis(100));
+    let after = usage();
+    assert_eq!(
+        after.0, before.0,
+        "open fds: before {before:?}, after {after:?}"
+    );
+    assert_eq!(
+        after.1, before.1,
+        "threads: before {before:?}, after {after:?}"
+    );
+    assert!(
+        after.2 < before.2 + 1024,
+        "RSS grew from {} to {} KiB",
+        before.2,
+        after.2
+    );
+    // No zombies: every exited child was reaped.
+    let zombies: Vec<i32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let f: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().collect())
+                .unwrap_or_default();
+            f.len() > 1 && f[0] == "Z" && f[1].parse::<i32>().ok() == Some(pid)
+        })
+        .collect();
+    assert!(zombies.is_empty(), "zombies {zombies:?}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("s.log"))
+            .expect("log")
+            .matches("s pm  | started")
+            .count(),
+        221
+    );
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_log_file_deleted_under_the_supervisor_is_created_again() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "d", "script": "/bin/sh", "args": ["-c", "while :; do echo tick; sleep 0.05; done"], "log": "d.log"}]));
+    let mut sup = t.run(&config);
+    let path = t.path().join("d.log");
+    poll(PATIENCE, || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|s| s.contains("tick"))
+    })
+    .expect("ticks");
+    std::fs::remove_file(&path).expect("rm");
+    poll(PATIENCE, || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|s| s.contains("d out | tick"))
+    })
+    .expect("the log came back");
+    assert!(
+        t.stderr().contains("log file was deleted or moved"),
+        "{}",
+        t.stderr()
+    );
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
