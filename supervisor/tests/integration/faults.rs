@@ -243,7 +243,7 @@ fn two_hundred_stop_start_cycles_leak_nothing() {
         };
         (fds, field("Threads:"), field("VmRSS:"))
     };
-    let mut cycle = |sock: &mut Socket| {
+    let cycle = |sock: &mut Socket| {
         assert_eq!(sock.ask(json!({"type": "stop", "name": "s"}))["ok"], true);
         assert_eq!(
             sock.ask(json!({"type": "restart", "name": "s"}))["ok"],
