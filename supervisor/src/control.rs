@@ -441,6 +441,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a controller sends, parsing answers (a request or an error), never panics.
+        #[test]
+        fn parsing_never_panics(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse(&line);
+        }
+
+        #[test]
+        fn parsing_json_shaped_junk_never_panics(
+            kind in "start|stop|restart|stopall|list|send|shutdown|subscribe|x",
+            id in "1|\"a\"|null|\\{\\}|\\[\\]|-1|1\\.5",
+            extra in "|,\"name\":1|,\"spec\":\\{\\}|,\"spec\":\\{\"script\":1\\}|,\"data\":\\[\\]|,\"wait\":\"soon\"",
+        ) {
+            let line = format!("{{\"type\":\"{kind}\",\"id\":{id}{extra}}}");
+            let _ = parse(line.as_bytes());
+        }
+    }
+
     #[test]
     fn good_requests_parse() {
         assert!(matches!(
