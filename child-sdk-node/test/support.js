@@ -15,6 +15,14 @@ const PACKAGE = path.resolve(__dirname, '..')
 const FIXTURES = path.join(__dirname, 'fixtures')
 const CHILD = path.join(FIXTURES, 'child.js')
 const CHILD_ESM = path.join(FIXTURES, 'child.mjs')
+/** Fixtures of the manager tests (pm-child/supervisor). */
+const MANAGER_FIXTURES = path.join(FIXTURES, 'manager')
+/** A service using the SDK: `service.js [READY_MS|never]`. */
+const SERVICE = path.join(MANAGER_FIXTURES, 'service.js')
+/** A controlling process using the manager, driven by $CONTROLLER_PLAN. */
+const CONTROLLER = path.join(MANAGER_FIXTURES, 'controller.js')
+/** The workspace's Python test child (modes: report, sigterm, protocol, ...). */
+const CHILD_PY = path.join(PACKAGE, '..', 'tests', 'fixtures', 'child.py')
 /** The supervisor under test: $PM_SUPERVISOR_BIN, else the workspace's debug build. */
 const SUPERVISOR = process.env.PM_SUPERVISOR_BIN || path.join(PACKAGE, '..', 'target', 'debug', 'pm-supervisor')
 
@@ -70,7 +78,57 @@ class TestDir {
     this.path = fs.mkdtempSync(path.join(os.tmpdir(), 'pm-node-test-'))
     this.eventsFile = path.join(this.path, 'events.jsonl')
     this.mark = `PM_TEST_DIR=${this.path}`
+    this.fds = []
     t.after(() => this.cleanup())
+  }
+
+  /** Opens <name> in this folder for writing; the fd is closed at cleanup. */
+  openFile(name) {
+    const fd = fs.openSync(path.join(this.path, name), 'a')
+    this.fds.push(fd)
+    return fd
+  }
+
+  /** The text of <name> in this folder ('' when it does not exist). */
+  read(name) {
+    try {
+      return fs.readFileSync(path.join(this.path, name), 'utf8')
+    } catch {
+      return ''
+    }
+  }
+
+  /**
+   * A Manager (pm-child/supervisor) in this test process: the supervisor under test, this
+   * test's environment (so the supervisor and its services carry the mark and use the test's
+   * runtime folder), its stdout and stderr to manager.out / manager.err, no process exit hooks
+   * (they would act on the test runner). Teardown kills what it started by pid, like the rest.
+   */
+  manager(options = {}) {
+    const { Manager } = require('../supervisor')
+    const m = new Manager({
+      supervisorPath: SUPERVISOR,
+      name: 'test',
+      env: this.env(),
+      stdout: this.openFile('manager.out'),
+      stderr: this.openFile('manager.err'),
+      exitHooks: false,
+      ...options,
+    })
+    // Teardown SIGKILLs the supervisor: expected, not worth a warning.
+    m.on('close', () => {})
+    return m
+  }
+
+  /**
+   * Starts the controller fixture with `plan` (see fixtures/manager/controller.js), in this
+   * test's folder (its process.cwd()), the default manager finding the supervisor under test
+   * through PM_SUPERVISOR_BIN.
+   */
+  controller(plan, { name = 'controller', env = {} } = {}) {
+    return this.spawn(name, process.execPath, [CONTROLLER], {
+      env: { PM_SUPERVISOR_BIN: SUPERVISOR, CONTROLLER_PLAN: JSON.stringify(plan), ...env },
+    })
   }
 
   /** This test's environment: the runner's, without any channel variables, plus the mark. */
@@ -213,6 +271,11 @@ class TestDir {
         return left.length === 0
       }, 5000)
     } finally {
+      for (const fd of this.fds.splice(0)) {
+        try {
+          fs.closeSync(fd)
+        } catch {}
+      }
       fs.rmSync(this.path, { recursive: true, force: true })
     }
   }
@@ -232,7 +295,25 @@ function stoppedLine(out, service) {
   return { exit: m[1], ms: parseDuration(m[2]), line }
 }
 
+/**
+ * Packs `src` into `<resources>/app.asar` with @electron/asar 3.x, the files matching `unpack`
+ * (a minimatch pattern, e.g. '{**\/bin/*,**\/*.py}') also copied to
+ * `<resources>/app.asar.unpacked/`, as electron-builder's asarUnpack does. Returns the asar path.
+ */
+async function packApp(src, resources, unpack) {
+  const asar = require('@electron/asar')
+  fs.mkdirSync(resources, { recursive: true })
+  const dest = path.join(resources, 'app.asar')
+  await asar.createPackageWithOptions(src, dest, { unpack })
+  return dest
+}
+
+/** Copies a folder tree (files keep their mode). */
+function copyTree(from, to) {
+  fs.cpSync(from, to, { recursive: true })
+}
+
 module.exports = {
-  PACKAGE, FIXTURES, CHILD, CHILD_ESM, SUPERVISOR, PATIENCE,
-  poll, alive, requireSupervisor, parseDuration, pmLines, stoppedLine, TestDir,
+  PACKAGE, FIXTURES, CHILD, CHILD_ESM, CHILD_PY, SUPERVISOR, PATIENCE, MANAGER_FIXTURES, SERVICE, CONTROLLER,
+  poll, alive, requireSupervisor, parseDuration, pmLines, stoppedLine, TestDir, packApp, copyTree,
 }

@@ -15,6 +15,15 @@ use crate::protocol::{
     FromChild, LineDecoder, PROTOCOL_VERSION, ToChild,
 };
 
+/// Writes a line to stderr, ignoring failure: `eprintln!` panics when stderr is broken (the
+/// supervisor died), and a panic on the stop thread would keep the process from exiting.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// A stop handler as the SDK runs it: `Err` carries a failure to report.
 pub type StopHandler = Box<dyn FnOnce() -> Result<(), String> + Send>;
 type MessageHandler = Arc<dyn Fn(&Value) + Send + Sync>;
@@ -129,7 +138,7 @@ impl Child {
                 .name("pm-child".into())
                 .spawn(move || self.read_loop(reader));
             if let Err(e) = spawned {
-                eprintln!("pm-child: cannot start the channel reader: {e}");
+                report!("pm-child: cannot start the channel reader: {e}");
             }
         }
         if self.signals {
@@ -160,7 +169,7 @@ impl Child {
                         let handlers: Vec<MessageHandler> = lock(&self.message_handlers).clone();
                         for h in handlers {
                             if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&data))) {
-                                eprintln!("pm-child: message handler failed: {}", panic_text(&p));
+                                report!("pm-child: message handler failed: {}", panic_text(&p));
                             }
                         }
                     }
@@ -185,10 +194,10 @@ impl Child {
                         }
                     });
                 if let Err(e) = spawned {
-                    eprintln!("pm-child: cannot watch signals: {e}");
+                    report!("pm-child: cannot watch signals: {e}");
                 }
             }
-            Err(e) => eprintln!("pm-child: cannot watch signals: {e}"),
+            Err(e) => report!("pm-child: cannot watch signals: {e}"),
         }
     }
 
@@ -209,7 +218,7 @@ impl Child {
                         Err(p) => Some(panic_text(&p)),
                     };
                     if let Some(e) = failure {
-                        eprintln!("pm-child: stop handler #{} failed: {e}", i + 1);
+                        report!("pm-child: stop handler #{} failed: {e}", i + 1);
                     }
                 }
                 (self.exit)();

@@ -285,9 +285,15 @@ fn parse(line: &[u8]) -> Result<Option<Request>, (Value, Failure)> {
         }
     };
     parsed.map(Some).map_err(|e| {
+        // The spec's own fields describe the caller's service, not the request's shape.
+        let code = if e.starts_with("spec") {
+            "bad_spec"
+        } else {
+            "bad_request"
+        };
         (
             id,
-            Failure::new("bad_request", format!("bad \"{kind}\" request: {e}")),
+            Failure::new(code, format!("bad \"{kind}\" request: {e}")),
         )
     })
 }
@@ -489,7 +495,8 @@ mod tests {
             m.contains("bad \"stop\" request: name: invalid type"),
             "{m}"
         );
-        let (_, _, m) = err(r#"{"type":"start","id":6,"spec":{"scirpt":"a.js"}}"#);
+        let (_, code, m) = err(r#"{"type":"start","id":6,"spec":{"scirpt":"a.js"}}"#);
+        assert_eq!(code, "bad_spec");
         assert!(
             m.contains("spec") && m.contains("unknown field `scirpt`"),
             "{m}"

@@ -90,8 +90,13 @@ impl Plan {
 pub fn plan(spec: &ServiceSpec, path_var: Option<&OsStr>) -> Result<Plan, LaunchError> {
     let script = spec.cwd.join(&spec.script);
     let ext = script.extension().and_then(OsStr::to_str).unwrap_or("");
+    // Electron running as Node reads scripts inside an `app.asar` archive, which is a file,
+    // not a folder, on disk: such a script cannot be checked here.
+    let in_archive = script
+        .ancestors()
+        .any(|a| a.extension().is_some_and(|e| e == "asar") && a.is_file());
     let with_script = |program: PathBuf, node: bool, python: bool| -> Result<Plan, LaunchError> {
-        if !script.is_file() {
+        if !script.is_file() && !(node && in_archive) {
             return Err(LaunchError::ScriptNotFound(script.clone()));
         }
         let mut args = vec![script.clone().into_os_string()];

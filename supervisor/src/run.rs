@@ -113,7 +113,8 @@ fn main(setup: Setup) -> ExitCode {
     match runtime.block_on(supervise(setup, instance)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pm-supervisor: {e}");
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "pm-supervisor: {e}");
             ExitCode::FAILURE
         }
     }
@@ -249,6 +250,9 @@ pub fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_target(false)
+        // A broken stderr (the controlling app's terminal closed) must never stop a shutdown:
+        // without this, tracing reports its own write errors with eprintln!, which panics.
+        .log_internal_errors(false)
         .try_init();
 }
 

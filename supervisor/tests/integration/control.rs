@@ -73,6 +73,14 @@ impl Controller {
 
 /// `serve --control-fd 3` with our end of a socketpair.
 fn serve(t: &TestDir) -> (Supervisor, Controller) {
+    serve_with(t, |_| {})
+}
+
+/// The same, with a last change to the command.
+fn serve_with(
+    t: &TestDir,
+    adjust: impl FnOnce(&mut std::process::Command),
+) -> (Supervisor, Controller) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let fd = theirs.as_raw_fd();
     let mut cmd = t.command(&["serve", "--control-fd", "3", "--name", "ctl"]);
@@ -85,6 +93,7 @@ fn serve(t: &TestDir) -> (Supervisor, Controller) {
             Ok(())
         });
     }
+    adjust(&mut cmd);
     let child = cmd.spawn().expect("start serve");
     drop(theirs);
     ours.set_read_timeout(Some(Duration::from_millis(100)))
@@ -262,4 +271,23 @@ fn the_socket_is_private_and_serves_the_cli() {
     sup.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
     assert!(!sock.exists(), "the socket is removed at exit");
+}
+
+#[test]
+fn a_broken_stderr_does_not_stop_the_shutdown() {
+    let t = TestDir::new();
+    // The supervisor's stderr is a pipe nobody reads: every diagnostic fails with EPIPE.
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    drop(read_end);
+    let (mut sup, mut c) = serve_with(&t, |cmd| {
+        cmd.stderr(std::fs::File::from(write_end));
+    });
+    c.send(json!({"type": "start", "id": 1, "spec": {"name": "s", "script": fixture("child.py"), "args": ["sigterm"]}}));
+    assert_eq!(c.reply(1)["ok"], true);
+    t.wait_event("s", "started");
+    drop(c);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    t.wait_event("s", "sigterm");
+    t.wait_all_gone(Duration::from_secs(5))
+        .expect("nothing left");
 }

@@ -1,0 +1,272 @@
+// Type definitions for pm-child/supervisor, the manager side of the pm process supervisor: an
+// Electron main process (or any Node program) runs its services through `pm-supervisor serve`.
+// See README.md ("Running services from your app") and protocol.md, section 8.
+//
+// No dependency on @types/node: the EventEmitter methods a Manager has are declared here.
+
+import type { JsonValue } from './index'
+
+export type { JsonValue }
+
+/**
+ * A service: the fields of a config-file service (README of pm, "Running your services").
+ * Relative `cwd` and `log` resolve against process.cwd() at the time of start().
+ */
+export interface ServiceSpec {
+  /** File to run, relative to `cwd`. A bare name that is not a file there is looked up on PATH. */
+  script: string
+  /** Optional, may repeat: actions by name apply to every service with that name. */
+  name?: string
+  /** Arguments passed to the script. */
+  args?: string[]
+  /** Working folder (default: process.cwd()). Inside Electron, a folder in app.asar runs from app.asar.unpacked. */
+  cwd?: string
+  /** Log file; without it, lines go to the supervisor's stdout. */
+  log?: string
+  /** Merged over the supervisor's environment. */
+  env?: Record<string, string | number | boolean>
+  /** Restart delays in ms after a crash; the last one repeats; `[]` or `[0]`: never restart. */
+  restartAt?: number[]
+  /** ms of uptime after which a crash counts as a first crash again (default 30 min). */
+  restartOk?: number
+  /** Remove ANSI escape sequences from the output. */
+  stripANSI?: boolean
+  /** Overrides the launcher chosen by the script's extension. */
+  interpreter?: string
+  /** Node binary for `.js`/`.mjs`/`.cjs` (default `node` on PATH; inside Electron, Electron's own binary as Node). */
+  nodePath?: string
+  /** ms between the stop request and SIGKILL (default 200). */
+  killTimeout?: number
+  /** Rotate the log file past this many bytes; 0: never. */
+  logMaxSize?: number
+  /** Rotated log files kept (at most 1000). */
+  logKeep?: number
+}
+
+export interface StartOptions {
+  /** Resolve once the process is launched (default), or once it said it is ready. */
+  wait?: 'launched' | 'ready'
+  /** With `wait: 'ready'`: ms to wait (default 10000); then the call rejects with code `timeout` and the service keeps running. */
+  timeout?: number
+}
+
+export type ServiceState = 'starting' | 'running' | 'stopping' | 'waiting' | 'stopped' | 'exited' | 'failed'
+
+/** A row of the supervisor's process table. */
+export interface ServiceRow {
+  /** The service's id, for the life of the supervisor (across restarts). */
+  id: number
+  name: string | null
+  /** Its current process, or null when it has none. */
+  pid: number | null
+  state: ServiceState
+  /** Whether the current process said it is ready. */
+  ready: boolean
+  /** Processes launched after the first one. */
+  restarts: number
+  /** Crashes in a row. */
+  crashes: number
+  uptime_ms: number | null
+  /** ms until a pending restart. */
+  restart_in_ms: number | null
+  /** How the last process ended: `exit code 1`, `signal SIGKILL`. */
+  last_exit: string | null
+  /** Why the last launch failed. */
+  error: string | null
+  /** Resident memory in bytes (Linux). */
+  memory: number | null
+  /** Its log file, or null for the supervisor's stdout. */
+  log: string | null
+}
+
+interface EventBase {
+  type: 'event'
+  /** The service's id (ServiceRow.id). */
+  service: number
+  name: string | null
+  /** RFC 3339 UTC time with milliseconds. */
+  time: string
+}
+
+export interface StartedEvent extends EventBase { event: 'started'; pid: number }
+export interface ReadyEvent extends EventBase { event: 'ready'; pid: number }
+export interface StoppingEvent extends EventBase { event: 'stopping'; pid: number; reason: 'stop' | 'restart' | 'shutdown' }
+export interface ExitedEvent extends EventBase {
+  event: 'exited'
+  pid: number
+  /** `exit code 0`, `signal SIGKILL`. */
+  exit: string
+  /** Whether it was asked to stop (false: it crashed). */
+  requested: boolean
+  uptime_ms: number
+}
+export interface LaunchFailedEvent extends EventBase { event: 'launch_failed'; error: string }
+export interface RestartingEvent extends EventBase { event: 'restarting'; in_ms: number; crashes?: number }
+/** A message a service sent (`pm.send(data)` in the child SDK, or `process.send({type: 'message', data})`). */
+export interface MessageEvent extends EventBase { event: 'message'; pid: number; data: JsonValue }
+/** Events were dropped because this process did not read them fast enough. */
+export interface LaggedEvent { type: 'event'; event: 'lagged'; missed: number }
+
+/** Every event the supervisor pushes (protocol.md section 8.3). */
+export type ServiceEvent =
+  | StartedEvent | ReadyEvent | StoppingEvent | ExitedEvent | LaunchFailedEvent | RestartingEvent | MessageEvent | LaggedEvent
+
+/** The supervisor process ended. `expected`: by shutdown() or this process exiting. */
+export interface CloseInfo {
+  code: number | null
+  signal: string | null
+  expected: boolean
+  /** When not expected: why, as the error pending calls were rejected with. */
+  error: ManagerError | null
+}
+
+/** Listener signatures by event name. */
+export interface ManagerEvents {
+  event: (e: ServiceEvent) => void
+  started: (e: StartedEvent) => void
+  ready: (e: ReadyEvent) => void
+  stopping: (e: StoppingEvent) => void
+  exited: (e: ExitedEvent) => void
+  launch_failed: (e: LaunchFailedEvent) => void
+  restarting: (e: RestartingEvent) => void
+  message: (e: MessageEvent) => void
+  lagged: (e: LaggedEvent) => void
+  close: (info: CloseInfo) => void
+}
+
+/**
+ * `code` values: those of protocol.md section 8.2 (`bad_request`, `bad_spec`, `no_such_service`,
+ * `timeout`, `launch_failed`, `shutting_down`) and the manager's own: `not_unpacked` (a path in
+ * app.asar has no unpacked copy), `supervisor_not_found`, `supervisor_exited`, `already_running`
+ * (another supervisor holds the instance name).
+ */
+export type ErrorCode =
+  | 'bad_request' | 'bad_spec' | 'no_such_service' | 'timeout' | 'launch_failed' | 'shutting_down'
+  | 'not_unpacked' | 'supervisor_not_found' | 'supervisor_exited' | 'already_running'
+
+/** What every manager call rejects with (bad arguments are TypeErrors instead). */
+export class ManagerError extends Error {
+  constructor(code: ErrorCode, message: string, extra?: { field?: string; request?: string })
+  code: ErrorCode | (string & {})
+  /** For `bad_spec` and `not_unpacked`: the spec field at fault (`cwd`, `env.PORT`, `args[1]`). */
+  field?: string
+  /** The request that failed (`start`, `stop`, ...). */
+  request?: string
+}
+
+/** Where a supervisor's stdout or stderr goes: never a pipe to this process. */
+export type SupervisorOutput = 'inherit' | 'ignore' | number | { readonly fd?: number | null }
+
+export interface ManagerOptions {
+  /**
+   * The pm-supervisor binary. Default: $PM_SUPERVISOR_BIN, else the workspace's
+   * `target/release` then `target/debug` build next to this package. A path inside app.asar is
+   * run from app.asar.unpacked.
+   */
+  supervisorPath?: string
+  /**
+   * Instance name, for the control socket (`pm-supervisor ls --instance NAME`), the lock and the
+   * cleanup after a crash. Letters, digits, '-', '_', '.'. Default: Electron's app name, else
+   * the main script's name and a hash of its path.
+   */
+  name?: string
+  /** The supervisor's environment, which its services inherit (default process.env). */
+  env?: Record<string, string | undefined>
+  /** Where services without a `log` write (default 'inherit'). */
+  stdout?: SupervisorOutput
+  /** Where the supervisor's own diagnostics go (default 'inherit'). */
+  stderr?: SupervisorOutput
+  /** Run onstopping handlers and stop everything when this process exits (default true). */
+  exitHooks?: boolean
+  /** Bound in ms for onstopping handlers plus stopping the services at exit (default 10000). */
+  exitTimeout?: number
+  /** Electron's `app` (default: require('electron').app in an Electron main process); null for none. */
+  app?: ElectronAppLike | null
+}
+
+/** The part of Electron's `app` the manager uses. */
+export interface ElectronAppLike {
+  getName(): string
+  quit(): void
+  on(event: 'before-quit' | 'will-quit', listener: (event: { preventDefault(): void }) => void): unknown
+}
+
+/** A handler run when this process is exiting; a returned Promise is awaited (not at process.exit). */
+export type StopHandler = () => unknown
+
+/**
+ * Runs services through its own `pm-supervisor serve`, started on the first start(). When this
+ * process dies, even by SIGKILL, the supervisor stops every service and exits.
+ * An EventEmitter (node:events) at run time.
+ */
+export class Manager {
+  constructor(options?: ManagerOptions)
+  /** The instance name. */
+  readonly name: string
+  /** The supervisor's pid while one runs, else null. */
+  readonly pid: number | null
+  /** The binary of the running (or last) supervisor, else null. */
+  readonly supervisorPath: string | null
+
+  /** Starts a service; resolves with its row once launched, or once ready with `wait: 'ready'`. */
+  start(spec: ServiceSpec, options?: StartOptions): Promise<ServiceRow>
+  /** Stops every service named `name`; resolves with their rows once their processes are gone. */
+  stop(name: string): Promise<ServiceRow[]>
+  /** Restarts every service named `name`; resolves with their rows once the new processes are launched. */
+  restart(name: string): Promise<ServiceRow[]>
+  /** Stops every service; resolves with every row once every process is gone. */
+  stopall(): Promise<ServiceRow[]>
+  /** Every service's row. */
+  list(): Promise<ServiceRow[]>
+  /** Sends `data` to every process of the services named `name`; resolves with how many got it. */
+  send(name: string, data: unknown): Promise<number>
+  /** Stops every service and the supervisor; resolves once it has exited. A later start() runs a new one. */
+  shutdown(): Promise<void>
+  /**
+   * Registers a handler for when this process exits (SIGINT, SIGTERM, process.exit, Electron's
+   * quit), run before the services are stopped: stop what you run yourself.
+   */
+  onstopping(handler: StopHandler): this
+  /** Lets this process exit while the supervisor runs (its services then stop). */
+  unref(): this
+  /** The running supervisor keeps this process alive (the default). */
+  ref(): this
+
+  on<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): this
+  once<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): this
+  off<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): this
+  addListener<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): this
+  removeListener<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): this
+  removeAllListeners(event?: keyof ManagerEvents): this
+  listenerCount(event: keyof ManagerEvents): number
+}
+
+// The default manager, made on first use; its supervisor starts with the first start().
+
+/** The default manager. */
+export function defaultManager(): Manager
+export function start(spec: ServiceSpec, options?: StartOptions): Promise<ServiceRow>
+export function stop(name: string): Promise<ServiceRow[]>
+export function restart(name: string): Promise<ServiceRow[]>
+export function stopall(): Promise<ServiceRow[]>
+export function list(): Promise<ServiceRow[]>
+export function send(name: string, data: unknown): Promise<number>
+export function shutdown(): Promise<void>
+export function onstopping(handler: StopHandler): Manager
+export function on<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): Manager
+export function once<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): Manager
+export function off<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): Manager
+export function ref(): Manager
+export function unref(): Manager
+
+/**
+ * The pm-supervisor binary the manager would run (see ManagerOptions.supervisorPath).
+ * @throws ManagerError with code `supervisor_not_found`
+ */
+export function findSupervisor(options?: { supervisorPath?: string; env?: Record<string, string | undefined> }): string
+/** The default instance name (see ManagerOptions.name). */
+export function defaultName(options?: { app?: { getName(): string } | null; main?: string }): string
+/** `.../app.asar/x` -> `.../app.asar.unpacked/x`; other paths resolved but unchanged. */
+export function unpackedPath(path: string): string
+/** Whether a path is an asar archive or inside one. */
+export function insideAsar(path: string): boolean
