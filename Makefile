@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo test test-rust test-node lint fmt clean bench-stop bench-logs
+.PHONY: all build demo test test-rust test-node test-python fuzz lint fmt clean bench-stop bench-logs
 
 all: build
 
@@ -14,10 +14,15 @@ demo: build
 	$(BIN) run examples/demo/services.json
 
 # Everything the tests need, then every test suite of the workspace.
-test: test-rust test-node
+test: test-rust test-node test-python
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
+
+# The Python SDK: a virtualenv, `pip install ./child-sdk-python` (maturin via PEP 517), pytest,
+# stubtest and mypy --strict.
+test-python:
+	./child-sdk-python/run-tests.sh
 
 # The Node SDK's tests drive the debug supervisor binary built above.
 test-node:
@@ -44,3 +49,17 @@ bench-stop:
 bench-logs:
 	$(CARGO) build --release -p pm-supervisor
 	python3 bench/logs.py
+
+# Supervisor against PM2 and supervisord: stop latency, memory, idle CPU, spawn, orphans, logs.
+# Writes docs/benchmarks.md and docs/benchmarks.png.
+bench:
+	$(CARGO) build --release -p pm-supervisor
+	cd child-sdk-node && npm ci --no-audit --no-fund
+	python3 bench/compare.py
+
+# Fuzz the channel codec, the log line splitter and the config parser (cargo install cargo-fuzz;
+# RUSTC_BOOTSTRAP lets its nightly flags run on the stable toolchain). FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for t in line_codec log_lines config_parser; do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done

@@ -1,0 +1,211 @@
+"""The SDK without a supervisor, or driven through a channel the test holds itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import pytest
+from conftest import SDK_CHILD, Harness, alive, poll, vectors
+
+import pm_child
+
+ENCODE = {case["name"]: case["line"] for case in vectors("encode.jsonl")}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_runs_the_handlers_and_exits_cleanly(h: Harness, signum: int) -> None:
+    # The variables name an fd that is not a socket: no supervisor, and still removed.
+    child = h.child("sync", env={"PM_CHANNEL_FD": "3", "NODE_CHANNEL_FD": "3",
+                                 "NODE_CHANNEL_SERIALIZATION_MODE": "json"})
+    started = h.wait_event("started")
+    assert started["supervised"] is False
+    assert started["sent"] is False
+    assert started["env"] == dict.fromkeys(started["env"])
+    child.signal(signum)
+    assert child.wait(10) == 0
+    assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
+    assert h.events("handler")[0]["thread"] == "pm-child-stop"
+    assert child.err is not None
+    child.err.closed()
+    assert child.err.text() == ""
+
+
+def test_a_failing_handler_is_reported_and_the_next_one_runs(h: Harness) -> None:
+    child = h.child("two")
+    h.wait_event("started")
+    child.signal(signal.SIGTERM)
+    assert child.wait(10) == 0
+    assert [e["event"] for e in h.events()] == ["started", "first", "second", "finally", "atexit"]
+    assert child.err is not None
+    child.err.closed()
+    err = child.err.text()
+    assert "Traceback (most recent call last):" in err
+    assert 'raise ValueError("first handler fails")' in err
+    assert "pm-child: stop handler #1 failed: ValueError: first handler fails" in err
+    assert "#2" not in err
+
+
+def test_an_async_handler_runs_on_the_loop_running_at_a_signal(h: Harness) -> None:
+    child = h.child("async")
+    h.wait_event("started")
+    child.signal(signal.SIGTERM)
+    assert child.wait(10) == 0
+    check_async_events(h)
+    assert child.err is not None
+    child.err.closed()
+    assert child.err.text() == ""
+
+
+@pytest.mark.parametrize(("where", "thread", "same_loop"),
+                         [("worker-loop", "worker-loop", True), ("none", "pm-child-stop", False)],
+                         ids=["worker-loop", "no-loop"])
+def test_an_async_handler_without_a_loop_in_the_main_thread(
+        h: Harness, where: str, thread: str, same_loop: bool) -> None:
+    """It runs on the loop running where it was registered, else on a loop of its own."""
+    child = h.child("async-elsewhere", where)
+    h.wait_event("started")
+    child.signal(signal.SIGTERM)
+    assert child.wait(10) == 0
+    assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
+    handler = h.events("handler")[0]
+    assert handler["thread"] == thread
+    assert handler["same_loop"] is same_loop
+
+
+def check_async_events(h: Harness) -> None:
+    kinds = [e["event"] for e in h.events()]
+    assert kinds == ["started", "handler-start", "handler", "main-finally", "after-run", "atexit"]
+    start = h.events("handler-start")[0]
+    assert start["same_loop"] is True
+    assert start["main_thread"] is True
+    assert h.events("handler")[0]["result"] == "flushed"
+
+
+def test_a_process_forked_by_the_service_does_not_run_its_handlers(h: Harness) -> None:
+    child = h.child("fork")
+    forked = h.wait_event("forked")
+    assert forked["supervised"] is False
+    assert forked["sent"] is False
+    pid = h.wait_event("started")["forked"]
+    os.kill(pid, signal.SIGTERM)
+    poll(lambda: not alive(pid), 10, "the forked process to die of SIGTERM")
+    child.signal(signal.SIGTERM)
+    assert child.wait(10) == 0
+    assert [e["pid"] for e in h.events("handler")] == [child.pid]
+
+
+def test_first_use_off_the_main_thread_still_exits_through_the_main_thread(h: Harness) -> None:
+    """No signal handler can be installed, so the exit raises SystemExit in the main thread
+    directly; a stop trigger must come from the channel."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        child = h.start(child_argv("worker-first"),
+                        env=h.env(PM_CHANNEL_FD=str(theirs.fileno())), pass_fds=[theirs.fileno()])
+        theirs.close()
+        channel = Channel(ours)
+        assert channel.read()["type"] == "hello"
+        h.wait_event("started")
+        channel.write({"type": "stop", "reason": "stop", "timeout_ms": 5000})
+        assert channel.read() == {"type": "stopping"}
+        assert child.wait(10) == 0
+    assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
+    assert child.err is not None
+    child.err.closed()
+    assert "pm-child: first used off the main thread" in child.err.text()
+
+
+def child_argv(mode: str, *args: str) -> list[str]:
+    return [sys.executable, str(SDK_CHILD), mode, *args]
+
+
+class Channel:
+    """The supervisor's end of a child's channel, held by the test."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(10)
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+
+    def read_raw(self) -> bytes:
+        line = self.reader.readline()
+        assert line.endswith(b"\n"), f"channel closed (got {line!r})"
+        return line[:-1]
+
+    def read(self) -> Any:
+        return json.loads(self.read_raw())
+
+    def write(self, obj: Any) -> None:
+        self.write_raw(json.dumps(obj).encode())
+
+    def write_raw(self, line: bytes) -> None:
+        self.sock.sendall(line + b"\n")
+
+    def close(self) -> None:
+        # The file object holds the socket open too.
+        self.reader.close()
+        self.sock.close()
+
+
+def test_the_channel_speaks_the_protocol(h: Harness) -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        fd = str(theirs.fileno())
+        child = h.start(child_argv("channel", json.dumps({"k": "v\nw"})),
+                        env=h.env(PM_CHANNEL_FD=fd, NODE_CHANNEL_FD=fd,
+                                  NODE_CHANNEL_SERIALIZATION_MODE="json"),
+                        pass_fds=[theirs.fileno()])
+        theirs.close()
+        channel = Channel(ours)
+        assert channel.read() == {"type": "hello", "protocol": 1, "sdk": "pm-child-python",
+                                  "version": pm_child.__version__}
+        # Byte for byte what the shared vectors say a writer produces.
+        assert channel.read_raw().decode() == ENCODE["ready"]
+        assert channel.read_raw().decode() == ENCODE["message"]
+
+        started = h.wait_event("started")
+        assert started["supervised"] is True
+        assert started["env"] == dict.fromkeys(started["env"])
+        assert started["grandchild"] == ["closed", "|"]
+
+        # Bad lines and unknown types are skipped; the next good line is handled.
+        channel.write_raw(b"{oops")
+        channel.write_raw(b"\xff\xfe")
+        channel.write_raw(b'{"type":"from-the-future"}')
+        channel.write({"type": "message", "data": [1, "two", {"three": 3}]})
+        assert channel.read() == {"type": "message", "data": {"echo": [1, "two", {"three": 3}]}}
+
+        channel.write({"type": "stop", "reason": "stop", "timeout_ms": 5000})
+        assert channel.read() == {"type": "stopping"}
+        assert child.wait(10) == 0
+        assert channel.reader.readline() == b"", "nothing after stopping"
+    assert [e["event"] for e in h.events()] == ["started", "finally", "atexit"]
+
+
+def test_eof_on_the_channel_is_a_stop(h: Harness) -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        child = h.start(child_argv("sync"), env=h.env(PM_CHANNEL_FD=str(theirs.fileno())),
+                        pass_fds=[theirs.fileno()])
+        theirs.close()
+        channel = Channel(ours)
+        assert channel.read()["type"] == "hello"
+        h.wait_event("started")
+        channel.close()
+        assert child.wait(10) == 0
+    assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
+
+
+def test_send_refuses_what_json_cannot_carry() -> None:
+    with pytest.raises(TypeError):
+        pm_child.send(object())
+    with pytest.raises(ValueError):
+        pm_child.send(float("nan"))
+    with pytest.raises(ValueError):
+        pm_child.extend(-1)
+    with pytest.raises(TypeError):
+        pm_child.on_stopping(42)  # type: ignore[type-var]
