@@ -2,16 +2,22 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo test test-rust test-node test-python fuzz lint fmt clean bench-stop bench-logs
+.PHONY: all build demo sdk-python test test-rust test-node test-python fuzz lint fmt clean bench bench-stop bench-logs bench-sdk
 
 all: build
 
 build:
 	$(CARGO) build --workspace --all-targets
 
-# Builds the supervisor and the demo's Rust service, then runs the demo until Ctrl-C.
-demo: build
+# Builds the supervisor and the demo's Rust service, installs the Python SDK for the demo's
+# Python service, then runs the demo until Ctrl-C.
+demo: build sdk-python
 	$(BIN) run examples/demo/services.json
+
+# The Python SDK installed as a user installs it, in child-sdk-python/.venv.
+sdk-python:
+	test -x child-sdk-python/.venv/bin/python || python3 -m venv child-sdk-python/.venv
+	child-sdk-python/.venv/bin/python -m pip install --quiet --disable-pip-version-check ./child-sdk-python
 
 # Everything the tests need, then every test suite of the workspace.
 test: test-rust test-node test-python
@@ -43,6 +49,11 @@ clean:
 bench-stop:
 	$(CARGO) build --release -p pm-supervisor
 	python3 bench/stop.py
+
+# Time from `stop` to exit of a child using each SDK.
+bench-sdk: sdk-python
+	$(CARGO) build --release -p pm-supervisor -p pm-child --examples --bins
+	python3 bench/sdk_stop.py
 
 # Log throughput and integrity against a shell redirect, supervisord and PM2 (installed into
 # bench/.tools on first use). BENCH_LINES and BENCH_RUNS scale it.

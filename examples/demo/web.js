@@ -1,16 +1,17 @@
-// Demo Node service. No SDK: Node's own IPC channel carries the supervisor's messages, so a
-// service written for child_process.fork works unchanged.
+// Demo Node service, using the Node SDK (child-sdk-node): its stop handler runs when the
+// supervisor asks, when it dies, or on SIGTERM/Ctrl-C when run on its own.
 'use strict'
+const pm = require('../../child-sdk-node')
+
 let requests = 0
 const timer = setInterval(() => console.log(`web: served ${(requests += 7)} requests`), 1500)
 
-process.on('message', (msg) => {
-  if (msg && msg.type === 'stop') {
-    process.send({ type: 'stopping' })
-    console.log(`web: stop received (${msg.reason}); closing connections...`)
-    clearInterval(timer)
-    setTimeout(() => { console.log('web: clean exit'); process.exit(0) }, 50)
-  }
+pm.onstopping(async () => {
+  console.log('web: stopping; closing connections...')
+  clearInterval(timer)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  console.log('web: clean exit')
 })
-process.send('ready')
-console.log(`web: listening (pid ${process.pid})`)
+pm.onmessage((data) => console.log(`web: message from the supervisor: ${JSON.stringify(data)}`))
+pm.ready()
+console.log(`web: listening (pid ${process.pid}, supervised: ${pm.supervised()})`)

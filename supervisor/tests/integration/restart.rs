@@ -248,6 +248,29 @@ fn a_hundred_services_crash_looping_stay_bounded() {
         rss1 < rss0 + 4 * 1024 * 1024,
         "RSS grew from {rss0} to {rss1}"
     );
+    // Every delay chosen is the schedule's: crash N waits restartAt[N-1], the last repeating.
+    let schedule = [100, 500, 1000];
+    let mut checked = 0;
+    for line in t
+        .stdout()
+        .lines()
+        .filter(|l| l.contains("| restarting in "))
+    {
+        let rest = line.split_once("| restarting in ").expect("text").1;
+        let ms: u64 = rest.split(' ').next().expect("delay").parse().expect("ms");
+        let n: usize = rest
+            .split("(crash ")
+            .nth(1)
+            .expect("count")
+            .split(' ')
+            .next()
+            .expect("n")
+            .parse()
+            .expect("n");
+        assert_eq!(ms, schedule[(n - 1).min(2)], "{line}");
+        checked += 1;
+    }
+    assert!(checked >= 600, "{checked} restart lines");
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
 }
