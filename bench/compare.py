@@ -232,6 +232,38 @@ def stop_time(tool, script):
     return with_run(tool, scripts, body)
 
 
+FLOOR = r"""
+const { spawn } = require('child_process')
+const [n, how] = [Number(process.argv[2]), process.argv[3]]
+// Children that exit on SIGTERM by default (`term`) or are SIGKILLed (`kill`): how long n Node
+// processes take to disappear once signalled, with no supervisor in the way.
+const kids = Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }))
+let gone = 0
+setTimeout(() => {
+  const t0 = process.hrtime.bigint()
+  for (const k of kids) {
+    k.on('exit', () => { if (++gone === n) { console.log(Number(process.hrtime.bigint() - t0) / 1e6); process.exit(0) } })
+    k.kill(how === 'kill' ? 'SIGKILL' : 'SIGTERM')
+  }
+}, 1500)
+"""
+
+
+def floor_time(how):
+    """The physical floor of a stop: N Node processes signalled at once, until all are gone."""
+    with tempfile.TemporaryDirectory(prefix="pm-bench-") as tmp:
+        script = os.path.join(tmp, "floor.js")
+        with open(script, "w") as f:
+            f.write(FLOOR)
+        env = dict(os.environ, PM_BENCH_RUN=tmp)
+        try:
+            out = subprocess.run([NODE, script, str(N), how], env=env, capture_output=True, text=True,
+                                 check=True, timeout=120)
+            return float(out.stdout.strip()) / 1000
+        finally:
+            kill_marked(f"PM_BENCH_RUN={tmp}".encode())
+
+
 def idle(tool, n):
     scripts = [(f"c{i}", NODE, js("stubborn.js")) for i in range(n)]
 
@@ -356,6 +388,9 @@ def main():
                 t = stop_time(tool, script)
                 res[(kind, tool)].append(t)
                 log(f"{kind} {tool} run {i + 1}: {t:.3f} s")
+    for how in ("term", "kill"):
+        res[("floor", how)] = [floor_time(how) for _ in range(RUNS)]
+        log(f"floor {how}: {res[('floor', how)]}")
     for n in (0, N):
         for tool in ALL_TOOLS:
             res[(f"idle-{n}", tool)] = idle(tool, n)
@@ -409,6 +444,11 @@ def write_report(res, logs_table):
         ratios[f"{kind}\nvs supervisord"] = med(p) / med(sd)
         add(f"| {what} | {fmt_range(p, digits=3)} | {fmt_range(m2)} | {fmt_range(sd)} | "
             f"{med(p) / med(m2):.3f} | {med(p) / med(sd):.3f} |")
+    term, kill = res[("floor", "term")], res[("floor", "kill")]
+    add(f"| floor: {N} plain Node processes SIGTERMed at once, no supervisor | {fmt_range(term, digits=3)} | | | | |")
+    add(f"| floor: {N} Node processes SIGKILLed at once, no supervisor | {fmt_range(kill, digits=3)} | | | | |")
+    add("\nThe floors are what the kernel and Node themselves take to end 50 processes on this machine: "
+        "a stop cannot be faster. pm-supervisor's time above a floor is its own.\n")
     add("\nPM2 and supervisord with fewer runs for the stubborn children (their grace periods make a run "
         "last seconds); pm-supervisor's `killTimeout` is its default 200 ms, PM2's `kill_timeout` 1600 ms, "
         "supervisord's `stopwaitsecs` 10 s.\n")

@@ -14,6 +14,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde_json::{Value, json};
 
+/// Writes a line to stderr, ignoring failure: `eprintln!` panics on a broken stderr (the
+/// supervisor died), and a panic on the stop thread would skip the exit.
+fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Set once the interpreter is exiting (an `atexit` function of the package calls
 /// [`python_exiting`]): the SDK's threads stop calling into Python, since attaching to an
 /// interpreter that is being finalized can crash it.
@@ -58,7 +65,7 @@ fn init(py: Python<'_>, exit: Py<PyAny>) -> bool {
             let main = with_python(|py| match exit.call0(py) {
                 Ok(ident) => ident.extract::<Option<u64>>(py).ok().flatten(),
                 Err(e) => {
-                    eprintln!("pm-child: exit hook failed: {e}");
+                    report(&format!("pm-child: exit hook failed: {e}"));
                     None
                 }
             })
@@ -137,7 +144,7 @@ fn on_message(py: Python<'_>, handler: Py<PyAny>) {
             let text = data.to_string();
             with_python(|py| {
                 if let Err(e) = handler.call1(py, (text,)) {
-                    eprintln!("pm-child: message handler failed: {e}");
+                    report(&format!("pm-child: message handler failed: {e}"));
                 }
             });
         });

@@ -96,7 +96,7 @@ pub fn plan(spec: &ServiceSpec, path_var: Option<&OsStr>) -> Result<Plan, Launch
         .ancestors()
         .any(|a| a.extension().is_some_and(|e| e == "asar") && a.is_file());
     let with_script = |program: PathBuf, node: bool, python: bool| -> Result<Plan, LaunchError> {
-        if !script.is_file() && !(node && in_archive) {
+        if !(script.is_file() || node && in_archive) {
             return Err(LaunchError::ScriptNotFound(script.clone()));
         }
         let mut args = vec![script.clone().into_os_string()];
