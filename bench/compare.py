@@ -431,7 +431,7 @@ def write_report(res, logs_table):
     add = lines.append
     add("# Benchmarks\n")
     add(f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {machine()}.\n")
-    add("Rerun with `make bench` (installs PM2 and supervisord into `bench/.tools`; about 25 minutes). "
+    add("Rerun with `make bench` (installs PM2 and supervisord into `bench/.tools`; about 40 minutes). "
         f"{RUNS} runs per cell unless noted; median (min-max). Ratios are pm-supervisor / the other tool "
         "(below 1 is better for pm-supervisor).\n")
     add(f"## Stopping {N} Node children\n")
@@ -490,8 +490,25 @@ def write_report(res, logs_table):
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    ratios.update(log_ratios(logs_table))
     chart(ratios)
     print("\n".join(lines))
+
+
+def log_ratios(table):
+    """pm-supervisor's wall time over each other tool's, per log workload, from logs.py's table."""
+    walls = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[2][:1].isdigit():
+            walls[(cells[0], cells[1])] = float(cells[2].split()[0])
+    out = {}
+    for wl in ("node", "python", "shared4"):
+        pm = walls.get((wl, "pm-supervisor"))
+        for other in ("redirect", "supervisord", "pm2"):
+            if pm and walls.get((wl, other)):
+                out[f"logs {wl}\nvs {other}"] = pm / walls[(wl, other)]
+    return out
 
 
 def chart(ratios):
@@ -502,15 +519,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 ratios = json.loads(sys.argv[1])
 names, values = list(ratios), list(ratios.values())
-fig, ax = plt.subplots(figsize=(10, 4.5))
+fig, ax = plt.subplots(figsize=(15, 5))
 bars = ax.bar(range(len(names)), values, color=["#2a7" if v <= 1 else "#c53" for v in values])
 ax.axhline(1.0, color="#444", linewidth=1)
 ax.set_yscale("log")
 ax.set_xticks(range(len(names)))
-ax.set_xticklabels(names, fontsize=8)
+ax.set_xticklabels(names, fontsize=7, rotation=35, ha="right")
 ax.set_ylabel("pm-supervisor / other (log scale, below 1 is better)")
 for b, v in zip(bars, values):
-    ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.2g}", ha="center", va="bottom", fontsize=8)
+    ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)
 """
@@ -518,4 +535,20 @@ fig.savefig(sys.argv[2], dpi=110)
                     os.path.join(ROOT, "docs", "benchmarks.png")], check=True)
 
 
-main()
+if __name__ == "__main__" and sys.argv[1:] == ["--chart-only"]:
+    # Redraws docs/benchmarks.png from docs/benchmarks.md (after editing the chart code).
+    report = open(os.path.join(ROOT, "docs", "benchmarks.md")).read()
+    ratios = {}
+    for row in report.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[4][:1].isdigit() and cells[0].startswith(("stop", "children")):
+            kind = "stop-polite" if cells[0].startswith("stop") else "stop-stubborn"
+            ratios[f"{kind}\nvs PM2"], ratios[f"{kind}\nvs supervisord"] = float(cells[4]), float(cells[5])
+        elif len(cells) == 5 and cells[4][:1].isdigit() and cells[1] in ("pm2", "supervisord"):
+            ratios[f"RSS {cells[0]} children\nvs {cells[1]}"] = float(cells[4])
+        elif len(cells) == 3 and cells[0].startswith("pm-supervisor (`serve`"):
+            ratios["spawn\nvs fork()"] = float(cells[2])
+    ratios.update(log_ratios(report))
+    chart(ratios)
+else:
+    main()
