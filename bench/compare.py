@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from marks import kill_marked, marked, wait_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "bench", ".tools")
 PM = os.environ.get("PM_BIN", os.path.join(ROOT, "target/release/pm-supervisor"))
@@ -52,39 +54,6 @@ def log(msg):
 # ---------------------------------------------------------------- processes
 
 
-def marked(mark):
-    """Live (not zombie) pids whose environment carries `mark`, with their command lines."""
-    out = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/environ", "rb") as f:
-                if mark not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{p}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    continue
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                out[int(p)] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            pass
-    return out
-
-
-def kill_marked(mark):
-    for _ in range(10):
-        pids = marked(mark)
-        if not pids:
-            return
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.05)
-
-
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -100,16 +69,6 @@ def usage(pid):
     with open(f"/proc/{pid}/status") as f:
         rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
     return (int(fields[11]) + int(fields[12])) / TICK, rss
-
-
-def wait_for(pred, timeout=120, step=0.002):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise TimeoutError
 
 
 def ready_pids(path, n):

@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from marks import kill_marked
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "bench", ".tools")
 PM = os.environ.get("PM_BIN", os.path.join(ROOT, "target/release/pm-supervisor"))
@@ -130,18 +132,6 @@ def wait_done(dones, log, timeout=600):
     return os.stat(log).st_mtime
 
 
-def kill_tree(marker):
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/environ", "rb") as f:
-                if marker in f.read().split(b"\0"):
-                    os.kill(int(p), signal.SIGKILL)
-        except OSError:
-            pass
-
-
 def run(tool, wl, tmp):
     """One run; returns (wall s, cpu s, rss bytes, lost, dup, mangled)."""
     log = os.path.join(tmp, "out.log")
@@ -202,7 +192,7 @@ def run(tool, wl, tmp):
             subprocess.run([pm2, "kill"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = end - t0
     finally:
-        kill_tree(marker)
+        kill_marked(marker)
     lost, dup, mangled = check(log, [w for _, w in ws])
     return wall, cpu, rss, lost, dup, mangled
 

@@ -20,39 +20,13 @@ import sys
 import tempfile
 import time
 
+from marks import kill_marked, marked, wait_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PM_BIN", os.path.join(ROOT, "target/release/pm-supervisor"))
 FIX = os.path.join(ROOT, "tests/fixtures")
 N = int(os.environ.get("BENCH_CHILDREN", "50"))
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
-
-
-def marked(mark):
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/environ", "rb") as f:
-                if mark not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{p}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            if state not in ("Z", "X"):
-                out.append(int(p))
-        except OSError:
-            pass
-    return out
-
-
-def wait_until(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.002)
-    raise TimeoutError
 
 
 def run_once(kind, tmp):
@@ -84,12 +58,12 @@ def run_once(kind, tmp):
             with open(os.path.join(tmp, "out.txt")) as f:
                 started += f.read().count("out | started")
             return started >= N
-        wait_until(all_up)
+        wait_for(all_up)
         t0 = time.monotonic()
         if kind == "sigkill":
             sup.send_signal(signal.SIGKILL)
             sup.wait()
-            wait_until(lambda: not marked(mark))
+            wait_for(lambda: not marked(mark))
         else:
             sup.send_signal(signal.SIGTERM)
             sup.wait()  # blocking waitpid: Popen.wait(timeout) polls with up to 50 ms sleeps
@@ -98,16 +72,7 @@ def run_once(kind, tmp):
         if sup.poll() is None:
             sup.kill()
             sup.wait()
-        for _ in range(5):
-            pids = marked(mark)
-            if not pids:
-                break
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.05)
+        kill_marked(mark)
 
 
 def main():

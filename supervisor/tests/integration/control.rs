@@ -64,6 +64,15 @@ impl Controller {
         }
     }
 
+    /// The `event` names of the events seen so far, in order.
+    fn event_kinds(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|v| v["type"] == "event")
+            .filter_map(|v| v["event"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     fn reply(&mut self, id: i64) -> Value {
         self.until(&format!("reply {id}"), |v| {
             v["type"] == "reply" && v["id"] == id
@@ -124,22 +133,12 @@ fn a_controller_starts_sends_and_gets_events_in_order() {
     assert_eq!(echo["name"], "r");
     assert_eq!(echo["pid"], pid);
     // Events arrive in the order things happened.
-    let kinds: Vec<&str> = c
-        .seen
-        .iter()
-        .filter(|v| v["type"] == "event")
-        .filter_map(|v| v["event"].as_str())
-        .collect();
+    let kinds = c.event_kinds();
     assert_eq!(&kinds[..3], ["started", "ready", "message"], "{kinds:?}");
     c.send(json!({"type": "stop", "id": 3, "name": "r"}));
     let stopped = c.reply(3);
     assert_eq!(stopped["result"][0]["state"], "stopped", "{stopped}");
-    let kinds: Vec<&str> = c
-        .seen
-        .iter()
-        .filter(|v| v["type"] == "event")
-        .filter_map(|v| v["event"].as_str())
-        .collect();
+    let kinds = c.event_kinds();
     assert_eq!(&kinds[3..], ["stopping", "exited"], "{kinds:?}");
     drop(c);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));

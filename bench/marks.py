@@ -1,0 +1,53 @@
+"""Finding a benchmark run's processes by a mark in their environment, and ending them by pid.
+
+Every process a run starts inherits `PM_BENCH_RUN=<its temp folder>` (or the tests' marker), so
+whatever a tool leaves behind is found and killed, whatever its name or parent.
+"""
+import os
+import signal
+import time
+
+
+def marked(mark):
+    """Live (not zombie) processes whose environment holds `mark` (bytes): {pid: command line}."""
+    out = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    continue
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                out[int(p)] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            pass
+    return out
+
+
+def kill_marked(mark):
+    """SIGKILLs every process carrying `mark`, a few rounds (a dying one may have forked)."""
+    for _ in range(10):
+        pids = marked(mark)
+        if not pids:
+            return
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.05)
+
+
+def wait_for(pred, timeout=120.0, step=0.002):
+    """Polls `pred` until it returns something true; raises TimeoutError after `timeout` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise TimeoutError
