@@ -6,7 +6,7 @@
 //! known, which `protocol.md` states.
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// Signals a whole process group. A group that is already gone is not an error.
@@ -14,14 +14,6 @@ pub fn signal_group(pgid: Pid, sig: Signal) {
     match killpg(pgid, sig) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => tracing::debug!(pgid = pgid.as_raw(), %e, "killpg failed"),
-    }
-}
-
-/// Signals one process. A process that is already gone is not an error.
-pub fn signal_pid(pid: Pid, sig: Signal) {
-    match kill(pid, sig) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(e) => tracing::debug!(pid = pid.as_raw(), %e, "kill failed"),
     }
 }
 

@@ -139,11 +139,6 @@ impl StopSequence {
         self.requested
     }
 
-    /// Whether SIGKILL was sent.
-    pub fn killed(&self) -> bool {
-        self.killed
-    }
-
     /// Whether SIGTERM was sent.
     pub fn termed(&self) -> bool {
         self.termed
