@@ -58,6 +58,14 @@ fn main() {
             }
         });
     }
+    #[cfg(feature = "tokio")]
+    if mode == "async" {
+        // With the `tokio` feature: an async handler, on a runtime of its own (none is current).
+        pm_child::on_stopping_async(|| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            event("async-handler", serde_json::json!({}));
+        });
+    }
     pm_child::on_message(|data| {
         event("message", serde_json::json!({ "data": data }));
         pm_child::send(&serde_json::json!({ "echo": data }));

@@ -122,3 +122,23 @@ fn grandchildren_inherit_neither_the_channel_nor_its_variables() {
     assert!(out.contains("fd3=closed"), "{out}");
     assert!(out.contains("PM_CHANNEL_FD= NODE_CHANNEL_FD="), "{out}");
 }
+
+#[test]
+fn async_handlers_run_with_the_tokio_feature() {
+    let t = TestDir::new();
+    let config = t.config(
+        json!([{"name": "a", "script": sdk_child_bin(), "args": ["async"], "killTimeout": 5000}]),
+    );
+    let mut sup = t.run(&config);
+    t.wait_event("a", "started");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    // In registration order: the two sync handlers, then the async one.
+    assert_eq!(handlers_ran(&t, "a"), vec![1, 3]);
+    t.wait_event("a", "async-handler");
+    assert!(
+        t.stdout().contains("a pm  | stopped: exit code 0"),
+        "{}",
+        t.stdout()
+    );
+}

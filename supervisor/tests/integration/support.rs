@@ -288,7 +288,8 @@ pub fn fixture(name: &str) -> String {
     fixtures().join(name).display().to_string()
 }
 
-/// The Rust SDK's test child (`child-sdk-rust/examples/sdk_child.rs`), built if missing.
+/// The Rust SDK's test child (`child-sdk-rust/examples/sdk_child.rs`), built once per test run
+/// with the SDK's `tokio` feature.
 pub fn sdk_child_bin() -> String {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -297,7 +298,16 @@ pub fn sdk_child_bin() -> String {
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-q", "-p", "pm-child", "--example", "sdk_child"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "pm-child",
+                "--example",
+                "sdk_child",
+                "--features",
+                "tokio",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo");
