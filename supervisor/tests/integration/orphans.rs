@@ -83,7 +83,9 @@ fn leftovers_of_a_crashed_run_are_killed_by_the_next_start() {
         .as_i64()
         .expect("pid");
     sup.wait_stdout("i out | started");
-    // Supervisor and sentinel both die at once: only the state file is left to tell.
+    // Supervisor and sentinel both die at once: only the state file is left to tell. The
+    // supervisor is frozen first, or it would notice its sentinel's death and start another.
+    sup.signal(Signal::SIGSTOP);
     let sentinel = t
         .live()
         .into_iter()
