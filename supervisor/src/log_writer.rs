@@ -9,10 +9,11 @@
 //! until the disk catches up: nothing is dropped. Lifecycle lines from the supervisor itself
 //! bypass the budget, so the actor never waits on the disk.
 //!
-//! Rotation: before a write that would take a file past its `logMaxSize`, the file is renamed to
-//! `<file>.1` (older ones shift up to `<file>.<logKeep>`; the oldest is removed) and a new file is
-//! opened. The writer is the only one writing, so nothing written during a rotation is lost, and
-//! a batch never straddles two files.
+//! Rotation: the lines that still fit under `logMaxSize` go into the current file; then it is
+//! renamed to `<file>.1` (older ones shift up to `<file>.<logKeep>`; the oldest is removed), a new
+//! file is opened and the rest follows. The writer is the only one writing, so nothing written
+//! during a rotation is lost; a line never straddles two files, and a file passes the limit only
+//! to hold a single line longer than it.
 //!
 //! Failures: a file that cannot be opened or written (permission denied, disk full) is reported
 //! once; its output is discarded (and counted) rather than held, so the service is never blocked
@@ -287,29 +288,65 @@ impl Target {
         }
         self.open();
         self.check_still_there();
-        let len = self.pending.len() as u64;
-        if self.file.is_some()
-            && self.rotation.max_size > 0
-            && self.size > 0
-            && self.size + len > self.rotation.max_size
-        {
-            self.rotate();
+        let pending = std::mem::take(&mut self.pending);
+        let mut rest = &pending[..];
+        while !rest.is_empty() {
+            let chunk = &rest[..self.fitting(rest)];
+            if !self.write_chunk(chunk) {
+                self.dropped += rest.len() as u64 - chunk.len() as u64;
+                break;
+            }
+            rest = &rest[chunk.len()..];
         }
+        // Keep the buffer's capacity for the next batch.
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// How much of `lines` (whole lines) goes into the current file: all of it, or the lines
+    /// that still fit under `logMaxSize`, rotating first when not even one does. A single line
+    /// longer than the limit goes whole into a file of its own.
+    fn fitting(&mut self, lines: &[u8]) -> usize {
+        let max = self.rotation.max_size;
+        if max == 0 || self.file.is_none() || self.size + lines.len() as u64 <= max {
+            return lines.len();
+        }
+        let room = max.saturating_sub(self.size) as usize;
+        if let Some(i) = lines[..room.min(lines.len())]
+            .iter()
+            .rposition(|&b| b == b'\n')
+        {
+            return i + 1;
+        }
+        if self.size > 0 {
+            self.rotate();
+            return self.fitting(lines);
+        }
+        lines
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(lines.len(), |i| i + 1)
+    }
+
+    /// Writes whole lines; on failure they are cut back off the file and counted as dropped.
+    fn write_chunk(&mut self, chunk: &[u8]) -> bool {
         let Some(file) = &mut self.file else {
-            self.dropped += len;
-            self.pending.clear();
-            return;
+            self.dropped += chunk.len() as u64;
+            return false;
         };
-        match file.write_all(&self.pending) {
-            Ok(()) => self.size += len,
+        match file.write_all(chunk) {
+            Ok(()) => {
+                self.size += chunk.len() as u64;
+                true
+            }
             Err(e) => {
                 // No half line left behind: cut the file back to where this write began.
                 let _ = file.set_len(self.size);
-                self.dropped += len;
+                self.dropped += chunk.len() as u64;
                 self.fail("write", &e);
+                false
             }
         }
-        self.pending.clear();
     }
 }
 
@@ -410,7 +447,18 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_larger_than_the_limit_is_written_whole() {
+    fn a_large_batch_is_split_at_line_ends_across_rotations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = target(dir.path(), 10, 5);
+        write(&mut t, "aaaa\nbbbb\ncccc\ndddd\neeee\n");
+        let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+        assert_eq!(read("a.log.2"), "aaaa\nbbbb\n");
+        assert_eq!(read("a.log.1"), "cccc\ndddd\n");
+        assert_eq!(read("a.log"), "eeee\n");
+    }
+
+    #[test]
+    fn a_line_larger_than_the_limit_gets_a_file_of_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut t = target(dir.path(), 4, 1);
         write(&mut t, "0123456789\n");

@@ -27,7 +27,8 @@ pub const MAX_LOG_LINE: usize = 64 * 1024;
 
 /// Bytes read from a child's pipe at once.
 const READ_BUF: usize = 256 * 1024;
-/// After a read that was not large, output is left to gather this long before the next read.
+/// After a read that did not fill the buffer, output is left to gather this long before the next
+/// read.
 pub const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Which output stream a line came from.
@@ -218,7 +219,9 @@ impl Pump {
                 return;
             }
         };
-        let mut buf = vec![0u8; READ_BUF];
+        // Small at first (most services write little); doubled, up to READ_BUF, each time a
+        // read fills it.
+        let mut buf = vec![0u8; 16 * 1024];
         let mut clean = Vec::new();
         let mut ansi = AnsiStripper::default();
         let mut lines = LogLines::default();
@@ -258,7 +261,12 @@ impl Pump {
                     break;
                 }
             };
-            small = n < READ_BUF / 4;
+            // A read that fills the buffer means output is waiting: read again at once (with a
+            // larger buffer); otherwise let it gather.
+            small = n < buf.len();
+            if !small && buf.len() < READ_BUF {
+                buf.resize(buf.len() * 2, 0);
+            }
             let data = if self.strip_ansi {
                 clean.clear();
                 ansi.strip(&buf[..n], &mut clean);

@@ -26,8 +26,9 @@ use crate::runtime::Instance;
 use crate::sentinel::{self, Sentinel};
 use crate::stop::{Action, StopSequence};
 
-/// Exits within this window share one scan for strays.
-const SWEEP_DELAY: Duration = Duration::from_millis(20);
+/// Exits within this window share one scan for strays (a read of every process's environment):
+/// a crash loop of a hundred services costs a few scans a second, not hundreds.
+const SWEEP_DELAY: Duration = Duration::from_millis(100);
 
 /// One running process of a service.
 struct Proc {
@@ -142,6 +143,8 @@ pub(super) struct Actor {
     /// Tags of exited processes whose strays are still to be killed, and when.
     to_sweep: HashSet<String>,
     sweep_at: Option<Instant>,
+    /// The state file is behind the process table (written once per turn of the loop).
+    state_dirty: bool,
 }
 
 fn ms(d: Duration) -> String {
@@ -182,6 +185,7 @@ impl Actor {
             pumps: JoinSet::new(),
             to_sweep: HashSet::new(),
             sweep_at: None,
+            state_dirty: false,
         })
     }
 
@@ -215,6 +219,10 @@ impl Actor {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
                     self.fire_timers();
                 }
+            }
+            // One write however many launches this turn made (a hundred services start at once).
+            if std::mem::take(&mut self.state_dirty) {
+                self.record_state();
             }
             if self.shutdown.is_some() && self.by_pid.is_empty() {
                 break;
@@ -385,7 +393,7 @@ impl Actor {
                 term: true,
             });
         }
-        self.record_state();
+        self.state_dirty = true;
         self.emit(id, EventKind::Started { pid: pid.as_raw() });
         self.settle(WaitFor::Launched(id));
     }
@@ -844,7 +852,7 @@ impl Actor {
         if !hit.is_empty() {
             tracing::info!(pids = ?hit, "killed processes that had left their service's process group");
         }
-        self.record_state();
+        self.state_dirty = true;
     }
 
     fn restart_sentinel(&mut self) {

@@ -257,9 +257,11 @@ fn two_hundred_stop_start_cycles_leak_nothing() {
     for _ in 0..200 {
         cycle(&mut sock);
     }
-    // The last exits' output readers and sweeps settle.
-    std::thread::sleep(Duration::from_millis(100));
-    let after = usage();
+    // The last exit's output readers finish and its channel closes a moment later.
+    let after = poll(PATIENCE, || {
+        Some(usage()).filter(|u| u.0 <= before.0 && u.1 <= before.1)
+    })
+    .unwrap_or_else(usage);
     assert_eq!(
         after.0, before.0,
         "open fds: before {before:?}, after {after:?}"
