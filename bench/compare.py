@@ -15,6 +15,8 @@ Workloads (every tool, same machine, same session):
   orphans        2 s after the daemon is SIGKILLed: its children, their grandchildren and
                  setsid escapees still alive
   logs           bench/logs.py (throughput and integrity), run as part of this
+  floors         the same Node children signalled by a bare Node parent, no supervisor at all:
+                 the least any stop of them can take on this machine
 
 Writes docs/benchmarks.md (tables, machine, how to rerun) and docs/benchmarks.png (ratios
 pm-supervisor / anchor). RUNS repetitions; medians with min-max.
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from marks import kill_marked, marked, wait_for
+from marks import kill_marked, marked, wait_exited, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "bench", ".tools")
@@ -52,14 +54,6 @@ def log(msg):
 
 
 # ---------------------------------------------------------------- processes
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def usage(pid):
@@ -185,7 +179,7 @@ def stop_time(tool, script):
         time.sleep(0.2)  # let the tool settle after the last start
         t0 = time.monotonic()
         r.stop()
-        wait_for(lambda: not any(alive(p) for p in pids), timeout=120)
+        wait_exited(pids)
         return time.monotonic() - t0
 
     return with_run(tool, scripts, body)
@@ -194,9 +188,13 @@ def stop_time(tool, script):
 FLOOR = r"""
 const { spawn } = require('child_process')
 const [n, how] = [Number(process.argv[2]), process.argv[3]]
-// Children that exit on SIGTERM by default (`term`) or are SIGKILLed (`kill`): how long n Node
-// processes take to disappear once signalled, with no supervisor in the way.
-const kids = Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' }))
+// How long n Node processes take to disappear once signalled at once, with no supervisor in the
+// way: `term` exit on SIGTERM by default, `polite` run the benchmark's ~10 ms stop handler on
+// SIGTERM and then process.exit(0) (the polite children's own work), `kill` are SIGKILLed.
+const body = how === 'polite'
+  ? "process.on('SIGTERM', () => setTimeout(() => process.exit(0), 10)); setInterval(() => {}, 1000)"
+  : 'setInterval(() => {}, 1000)'
+const kids = Array.from({ length: n }, () => spawn(process.execPath, ['-e', body], { stdio: 'ignore' }))
 let gone = 0
 setTimeout(() => {
   const t0 = process.hrtime.bigint()
@@ -347,7 +345,7 @@ def main():
                 t = stop_time(tool, script)
                 res[(kind, tool)].append(t)
                 log(f"{kind} {tool} run {i + 1}: {t:.3f} s")
-    for how in ("term", "kill"):
+    for how in ("polite", "term", "kill"):
         res[("floor", how)] = [floor_time(how) for _ in range(RUNS)]
         log(f"floor {how}: {res[('floor', how)]}")
     for n in (0, N):
@@ -403,11 +401,16 @@ def write_report(res, logs_table):
         ratios[f"{kind}\nvs supervisord"] = med(p) / med(sd)
         add(f"| {what} | {fmt_range(p, digits=3)} | {fmt_range(m2)} | {fmt_range(sd)} | "
             f"{med(p) / med(m2):.3f} | {med(p) / med(sd):.3f} |")
-    term, kill = res[("floor", "term")], res[("floor", "kill")]
+    polite, term, kill = (res[("floor", how)] for how in ("polite", "term", "kill"))
+    add(f"| floor: {N} Node processes with the same ~10 ms SIGTERM handler then `process.exit(0)`, "
+        f"SIGTERMed at once, no supervisor | {fmt_range(polite, digits=3)} | | | | |")
     add(f"| floor: {N} plain Node processes SIGTERMed at once, no supervisor | {fmt_range(term, digits=3)} | | | | |")
     add(f"| floor: {N} Node processes SIGKILLed at once, no supervisor | {fmt_range(kill, digits=3)} | | | | |")
-    add("\nThe floors are what the kernel and Node themselves take to end 50 processes on this machine: "
-        "a stop cannot be faster. pm-supervisor's time above a floor is its own.\n")
+    add(f"| floor for ignoring children: 0.200 s `killTimeout` + the SIGKILL floor | {0.2 + med(kill):.3f} | | | | |")
+    add(f"\nThe floors are what the kernel and Node themselves take to end {N} processes on this machine: "
+        "a stop cannot be faster. pm-supervisor's time above a floor is its own: "
+        f"{med(res[('stop-polite', 'pm-supervisor')]) - med(polite):+.3f} s for the stop handlers, "
+        f"{med(res[('stop-stubborn', 'pm-supervisor')]) - 0.2 - med(kill):+.3f} s for the ignoring children.\n")
     add("\nPM2 and supervisord with fewer runs for the stubborn children (their grace periods make a run "
         "last seconds); pm-supervisor's `killTimeout` is its default 200 ms, PM2's `kill_timeout` 1600 ms, "
         "supervisord's `stopwaitsecs` 10 s.\n")
@@ -509,5 +512,5 @@ if __name__ == "__main__" and sys.argv[1:] == ["--chart-only"]:
             ratios["spawn\nvs fork()"] = float(cells[2])
     ratios.update(log_ratios(report))
     chart(ratios)
-else:
+elif __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from marks import kill_marked, marked, wait_for
+from marks import kill_marked, marked, wait_exited, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PM_BIN", os.path.join(ROOT, "target/release/pm-supervisor"))
@@ -61,8 +61,12 @@ def run_once(kind, tmp):
         wait_for(all_up)
         t0 = time.monotonic()
         if kind == "sigkill":
+            # Everything the run started, known before the kill, waited on without polling; the
+            # /proc scan after it only confirms that nothing new appeared meanwhile.
+            pids = set(marked(mark)) - {sup.pid}
             sup.send_signal(signal.SIGKILL)
             sup.wait()
+            wait_exited(pids)
             wait_for(lambda: not marked(mark))
         else:
             sup.send_signal(signal.SIGTERM)
