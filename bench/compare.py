@@ -411,8 +411,9 @@ def write_report(res, logs_table):
         "a stop cannot be faster. pm-supervisor's time above a floor is its own: "
         f"{med(res[('stop-polite', 'pm-supervisor')]) - med(polite):+.3f} s for the stop handlers, "
         f"{med(res[('stop-stubborn', 'pm-supervisor')]) - 0.2 - med(kill):+.3f} s for the ignoring children. "
-        "(The polite floor's children are signalled; pm-supervisor's are sent the protocol's `stop` "
-        "message, which a busy Node process reads later than a signal: part of that difference is Node's.)\n")
+        "(The polite floor's children are signalled by their parent; pm-supervisor's are sent the "
+        "protocol's `stop` message, answer `stopping`, and have their process groups and tagged strays "
+        "swept after they exit.)\n")
     add("PM2 and supervisord with fewer runs for the stubborn children (their grace periods make a run "
         "last seconds); pm-supervisor's `killTimeout` is its default 200 ms, PM2's `kill_timeout` 1600 ms, "
         "supervisord's `stopwaitsecs` 10 s.\n")
