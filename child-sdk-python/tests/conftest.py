@@ -248,5 +248,16 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def check_async_events(h: Harness) -> None:
+    """The `async` child's stop: its handler ran on the main thread's running loop, awaited a
+    flush, and then asyncio.run, the `finally` blocks and atexit all ran, in that order."""
+    kinds = [e["event"] for e in h.events()]
+    assert kinds == ["started", "handler-start", "handler", "main-finally", "after-run", "atexit"]
+    start = h.events("handler-start")[0]
+    assert start["same_loop"] is True
+    assert start["main_thread"] is True
+    assert h.events("handler")[0]["result"] == "flushed"
+
+
 def vectors(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (VECTORS / name).read_text().splitlines() if line.strip()]

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import SDK_CHILD, Harness, alive, poll, vectors
+from conftest import SDK_CHILD, Harness, alive, check_async_events, poll, vectors
 
 import pm_child
 
@@ -75,15 +75,6 @@ def test_an_async_handler_without_a_loop_in_the_main_thread(
     handler = h.events("handler")[0]
     assert handler["thread"] == thread
     assert handler["same_loop"] is same_loop
-
-
-def check_async_events(h: Harness) -> None:
-    kinds = [e["event"] for e in h.events()]
-    assert kinds == ["started", "handler-start", "handler", "main-finally", "after-run", "atexit"]
-    start = h.events("handler-start")[0]
-    assert start["same_loop"] is True
-    assert start["main_thread"] is True
-    assert h.events("handler")[0]["result"] == "flushed"
 
 
 def test_a_process_forked_by_the_service_does_not_run_its_handlers(h: Harness) -> None:

@@ -9,7 +9,7 @@ import socket
 from typing import Any, Callable
 
 import pytest
-from conftest import Harness, Proc, alive, poll
+from conftest import Harness, Proc, alive, check_async_events, poll
 
 STOPPED = r" p pm  \| stopped: exit code 0, (\d+) ms after the stop request"
 SIGNALLED = r" p pm  \| SIG(TERM|KILL) sent"
@@ -79,12 +79,7 @@ def test_an_async_handler_runs_on_the_apps_running_loop(h: Harness) -> None:
     sup = h.supervisor(h.service("async"))
     h.wait_event("started")
     stop_supervisor(sup)
-    kinds = [e["event"] for e in h.events()]
-    assert kinds == ["started", "handler-start", "handler", "main-finally", "after-run", "atexit"]
-    start = h.events("handler-start")[0]
-    assert start["same_loop"] is True
-    assert start["main_thread"] is True
-    assert h.events("handler")[0]["result"] == "flushed"
+    check_async_events(h)
     assert stop_ms(sup) < 1000
     assert not sup.out.find(r" p err \| "), sup.out.text()
 
