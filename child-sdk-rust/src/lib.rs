@@ -2,8 +2,9 @@
 //!
 //! The child side of the [pm](https://github.com/pm-supervisor/pm) process supervisor: a
 //! service registers stop handlers, says when it is ready, and exchanges messages with the
-//! supervisor. This crate is also the home of the protocol types both ends share
-//! ([`protocol`]).
+//! supervisor. This crate is also the home of the protocol types both ends share (the
+//! `protocol` module: public for pm's own crates, hidden from these docs and not covered by
+//! semver; `protocol.md` in the repository is the protocol's description).
 //!
 //! ## Usage
 //!
@@ -48,11 +49,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod child;
+// The wire format and codec, shared with pm-supervisor: not an API for services.
+#[doc(hidden)]
 pub mod protocol;
 
 #[cfg(feature = "tokio")]
 pub use child::on_stopping_async;
-pub use child::{
-    Options, StopHandler, extend, init, on_message, on_stopping, on_stopping_fallible, ready, send,
-    supervised, trigger_stop,
-};
+pub use child::{extend, on_message, on_stopping, on_stopping_fallible, ready, send, supervised};
+// For language bindings built on this crate (the Python SDK): not part of the stable API.
+#[doc(hidden)]
+pub use child::{Options, StopHandler, init, trigger_stop};

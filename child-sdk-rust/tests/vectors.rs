@@ -9,9 +9,11 @@ use pm_child::protocol::{
 use serde::Serialize;
 use serde_json::Value;
 
+/// A vector file. `tests/protocol` in this crate is a symlink to the repository's
+/// `tests/protocol/`, which `cargo package` turns into copies: the published crate carries them.
 fn vectors(file: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/protocol")
+        .join("tests/protocol")
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
