@@ -218,6 +218,11 @@ pub fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawned, Laun
         cmd.env("PYTHONUNBUFFERED", "1");
     }
     cmd.envs(&spec.env);
+    if plan.python
+        && let Some(pythonpath) = crate::shipped_python::for_service(&spec.env)
+    {
+        cmd.env("PYTHONPATH", pythonpath);
+    }
     cmd.env(ENV_CHANNEL_FD, CHILD_CHANNEL_FD.to_string())
         .env(ENV_PROTOCOL, PROTOCOL_VERSION.to_string())
         .env(ENV_SERVICE_NAME, spec.name.as_deref().unwrap_or(""))

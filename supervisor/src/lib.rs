@@ -33,5 +33,6 @@ pub mod restart_policy;
 pub mod run;
 pub mod runtime;
 pub mod sentinel;
+pub mod shipped_python;
 pub mod stop;
 pub mod supervisor;
