@@ -159,9 +159,9 @@ export type SupervisorOutput = 'inherit' | 'ignore' | number | { readonly fd?: n
 
 export interface ManagerOptions {
   /**
-   * The pm-supervisor binary. Default: $PM_SUPERVISOR_BIN, else the workspace's
-   * `target/release` then `target/debug` build next to this package. A path inside app.asar is
-   * run from app.asar.unpacked.
+   * The pm-supervisor binary. Default: $PM_SUPERVISOR_BIN, else the one in the installed
+   * platform package (`@pm-child/linux-x64-gnu` and so on, an optional dependency of pm-child).
+   * A path inside app.asar is run from app.asar.unpacked.
    */
   supervisorPath?: string
   /**
@@ -260,8 +260,11 @@ export function ref(): Manager
 export function unref(): Manager
 
 /**
- * The pm-supervisor binary the manager would run (see ManagerOptions.supervisorPath).
- * @throws ManagerError with code `supervisor_not_found`
+ * The pm-supervisor binary the manager would run: the `supervisorPath` option, else
+ * $PM_SUPERVISOR_BIN (from `env`, default process.env), else the installed platform package of
+ * pm-child's version (its app.asar.unpacked copy inside a packaged Electron app).
+ * @throws ManagerError with code `supervisor_not_found`, naming the platform, the package that
+ * would have provided the binary and how to supply one
  */
 export function findSupervisor(options?: { supervisorPath?: string; env?: Record<string, string | undefined> }): string
 /** The default instance name (see ManagerOptions.name). */

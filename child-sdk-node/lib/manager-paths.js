@@ -73,26 +73,92 @@ function isExecutableFile(p) {
 }
 
 /**
- * The pm-supervisor binary: the `supervisorPath` option, else $PM_SUPERVISOR_BIN, else the
- * workspace's build output next to this package (`../target/release/pm-supervisor`, then
- * `../target/debug/pm-supervisor`), for development. A path inside an asar archive is looked for
- * under `app.asar.unpacked` instead: a binary cannot be executed from inside an archive.
- * Throws a ManagerError with code `supervisor_not_found` saying what was tried.
+ * The npm packages that carry pm-supervisor (and the pm_child Python extension), one per
+ * platform, esbuild-style: the published pm-child lists them all as optionalDependencies and npm
+ * installs the one whose `os`, `cpu` and `libc` fit (npm/<key>/package.json in the repository).
  */
-function findSupervisor({ supervisorPath, env = process.env } = {}) {
-  let candidates
-  if (supervisorPath !== undefined && supervisorPath !== null) {
-    candidates = [[supervisorPath, 'the supervisorPath option']]
-  } else if (env.PM_SUPERVISOR_BIN) {
-    candidates = [[env.PM_SUPERVISOR_BIN, 'PM_SUPERVISOR_BIN']]
-  } else {
-    candidates = ['release', 'debug'].map((profile) => [
-      path.join(PACKAGE, '..', 'target', profile, BINARY),
-      `the workspace's ${profile} build`,
-    ])
+const PLATFORM_PACKAGES = {
+  'linux-x64-gnu': '@pm-child/linux-x64-gnu',
+  'linux-arm64-gnu': '@pm-child/linux-arm64-gnu',
+  'darwin-x64': '@pm-child/darwin-x64',
+  'darwin-arm64': '@pm-child/darwin-arm64',
+}
+
+let glibc = null
+
+/** Whether this Linux process runs on glibc (false on musl), from Node's own report. */
+function isGlibc() {
+  if (glibc === null) {
+    const report = process.report
+    const excluded = report.excludeNetwork
+    try {
+      report.excludeNetwork = true
+      glibc = Boolean(report.getReport().header.glibcVersionRuntime)
+    } catch {
+      glibc = true
+    } finally {
+      report.excludeNetwork = excluded
+    }
   }
+  return glibc
+}
+
+/**
+ * The platform as the package names spell it: `linux-x64-gnu`, `linux-arm64-musl`,
+ * `darwin-arm64`, `win32-x64`; and the package that provides pm-supervisor there, or null when
+ * none is planned.
+ */
+function platformPackage({ platform = process.platform, arch = process.arch, libc } = {}) {
+  let key = `${platform}-${arch}`
+  if (platform === 'linux') key += (libc !== undefined ? libc === 'glibc' : isGlibc()) ? '-gnu' : '-musl'
+  return { key, name: Object.hasOwn(PLATFORM_PACKAGES, key) ? PLATFORM_PACKAGES[key] : null }
+}
+
+/** The `version` of the package.json at `file` (read unpacked first), or null. */
+function packageVersion(file) {
+  for (const f of [unpackedPath(file), file]) {
+    try {
+      return JSON.parse(fs.readFileSync(f, 'utf8')).version
+    } catch {}
+  }
+  return null
+}
+
+/**
+ * Folders where the platform package `name` may be installed, seen from `packageDir` (where
+ * pm-child is): what require.resolve finds (it also knows Yarn PnP), then `node_modules/<name>`
+ * in each folder up from there, as Node looks. The walk is what finds it from inside app.asar
+ * when the archive cannot be read (its package.json may be unpacked only).
+ */
+function platformPackageDirs(name, packageDir) {
+  const dirs = []
+  try {
+    dirs.push(path.dirname(require.resolve(`${name}/package.json`, { paths: [packageDir] })))
+  } catch {}
+  for (let d = path.resolve(packageDir); ; d = path.dirname(d)) {
+    if (path.basename(d) !== 'node_modules') dirs.push(path.join(d, 'node_modules', name))
+    if (path.dirname(d) === d) break
+  }
+  return [...new Set(dirs)]
+}
+
+function ownVersion(packageDir) {
+  return packageVersion(path.join(packageDir, 'package.json'))
+}
+
+/**
+ * The pm-supervisor binary, in this order: the `supervisorPath` option; $PM_SUPERVISOR_BIN; the
+ * installed platform package (`@pm-child/linux-x64-gnu/bin/pm-supervisor` and so on, of the same
+ * version as pm-child). A path inside an asar archive is looked for under `app.asar.unpacked`
+ * instead: a binary cannot be executed from inside an archive. Throws a ManagerError with code
+ * `supervisor_not_found` naming what was tried, the platform, the package that would have
+ * provided the binary and how to supply one.
+ *
+ * `packageDir` (where pm-child is installed) and `platform`, `arch`, `libc` are for tests.
+ */
+function findSupervisor({ supervisorPath, env = process.env, packageDir = PACKAGE, platform, arch, libc } = {}) {
   const tried = []
-  for (const [given, source] of candidates) {
+  const check = (given, source) => {
     const wanted = path.resolve(given)
     const p = unpackedPath(wanted)
     if (isExecutableFile(p)) return p
@@ -101,11 +167,36 @@ function findSupervisor({ supervisorPath, env = process.env } = {}) {
       why += ` (${wanted} is inside an asar archive, so it must be unpacked: add it to electron-builder's "asarUnpack")`
     }
     tried.push(`${p} (${source}): ${why}`)
+    return null
   }
-  const hint = supervisorPath === undefined || supervisorPath === null
-    ? '; pass the supervisorPath option or set PM_SUPERVISOR_BIN (in the workspace: cargo build -p pm-supervisor)'
-    : ''
-  throw new ManagerError('supervisor_not_found', `pm-supervisor not found: ${tried.join('; ')}${hint}`)
+  const explicit = (given, source) => {
+    const found = check(given, source)
+    if (found === null) throw new ManagerError('supervisor_not_found', `pm-supervisor not found: ${tried.join('; ')}`)
+    return found
+  }
+  // What is named explicitly is used or refused: falling back to another binary would hide a typo.
+  if (supervisorPath !== undefined && supervisorPath !== null) return explicit(supervisorPath, 'the supervisorPath option')
+  if (env.PM_SUPERVISOR_BIN) return explicit(env.PM_SUPERVISOR_BIN, 'PM_SUPERVISOR_BIN')
+
+  const { key, name } = platformPackage({ platform, arch, libc })
+  const supply = 'pass the supervisorPath option or set PM_SUPERVISOR_BIN to a pm-supervisor binary ' +
+    '(pip install pm-supervisor, cargo install pm-supervisor, or cargo build --release -p pm-supervisor in the pm repository)'
+  if (name === null) {
+    throw new ManagerError('supervisor_not_found',
+      `pm-supervisor not found: no pm-child platform package is made for ${key} (there are: ${Object.keys(PLATFORM_PACKAGES).join(', ')}); ${supply}`)
+  }
+  const version = ownVersion(packageDir)
+  for (const dir of platformPackageDirs(name, packageDir)) {
+    const found = check(path.join(dir, 'bin', BINARY), name)
+    const theirs = found === null ? null : packageVersion(path.join(dir, 'package.json'))
+    if (found !== null && (version === null || theirs === null || theirs === version)) return found
+    if (found !== null) tried.push(`${found} (${name}): version ${theirs}, but pm-child is ${version}`)
+  }
+  throw new ManagerError('supervisor_not_found',
+    `pm-supervisor not found for ${key}: the npm package ${name}${version ? `@${version}` : ''} provides it, as an optional dependency of pm-child, ` +
+    'and it is not installed: install with optional dependencies (not --omit=optional or --no-optional), ' +
+    `and in a packaged Electron app add "node_modules/${name}/**" to electron-builder's "asarUnpack"; or ${supply}. ` +
+    `Tried: ${tried.join('; ')}`)
 }
 
 /** FNV-1a (32 bits) of a string's UTF-8 bytes, as 8 hex digits: stable across runs. */
@@ -173,5 +264,5 @@ function electronApp() {
 
 module.exports = {
   PACKAGE, asarSplit, asarFile, insideAsar, unpackedPath, isFile, isDir, isExecutableFile,
-  findSupervisor, fnv1a, sanitizeName, defaultName, inElectron, electronApp,
+  PLATFORM_PACKAGES, platformPackage, findSupervisor, fnv1a, sanitizeName, defaultName, inElectron, electronApp,
 }
