@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo sdk-python test test-rust test-node test-python fuzz lint fmt clean bench bench-stop bench-logs bench-sdk
+.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist fuzz lint fmt clean bench bench-stop bench-logs bench-sdk
 
 all: build
 
@@ -19,8 +19,8 @@ sdk-python:
 	test -x child-sdk-python/.venv/bin/python || python3 -m venv child-sdk-python/.venv
 	child-sdk-python/.venv/bin/python -m pip install --quiet --disable-pip-version-check ./child-sdk-python
 
-# Everything the tests need, then every test suite of the workspace.
-test: test-rust test-node test-python
+# Everything the tests need, then every test suite of the workspace, then the shipped artefacts.
+test: test-rust test-node test-python test-dist
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -34,6 +34,18 @@ test-python:
 test-node:
 	$(CARGO) build -p pm-supervisor
 	cd child-sdk-node && npm ci --no-audit --no-fund && npm test
+
+# Every artefact pm ships for this platform, into dist/: the pm-supervisor binary (glibc 2.17),
+# the Python wheels (pm-child, pm-supervisor), the npm packages (pm-child,
+# @pm-child/linux-x64-gnu) and the .crate files. Tools (maturin, Zig, auditwheel) are installed
+# from PyPI into target/dist-tools/ on first use. See docs/shipping.md.
+dist:
+	./scripts/dist.sh
+
+# The artefacts as users get them: fresh npm project without Rust, a packaged Electron layout,
+# glibc floor and manylinux tags, wheels on Python 3.9 and 3.13, crates tested alone.
+test-dist: dist
+	./scripts/test-dist.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
