@@ -9,6 +9,8 @@
 #                                  Node and a Python service through require('pm-child/supervisor')
 #   tests/dist/electron-packaged.test.js  the same app packed into app.asar, run with Electron
 #                                  faked: the binary and pm_child from app.asar.unpacked
+#   tests/dist/electron-example.test.js   examples/electron-app packed with its asarUnpack
+#                                  config, its main.js run with Electron faked, then quit
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,5 +27,5 @@ if [ ! -d child-sdk-node/node_modules/@electron/asar ]; then
 fi
 
 target/dist-tools/venv/bin/python -m pytest -q -p no:cacheprovider tests/dist
-node --test tests/dist/npm-install.test.js tests/dist/electron-packaged.test.js
+node --test tests/dist/npm-install.test.js tests/dist/electron-packaged.test.js tests/dist/electron-example.test.js
 echo "test-dist: $((SECONDS - started)) s"

@@ -6,12 +6,15 @@ const path = require('node:path')
 const { app, BrowserWindow, dialog } = require('electron')
 const { Manager } = require('pm-child/supervisor')
 
-const PORT = 4310
+// PM_EXAMPLE_PORT: another port (the tests run this app on a free one).
+const PORT = Number(process.env.PM_EXAMPLE_PORT) || 4310
 
-// Packaged, __dirname is .../resources/app.asar: the manager runs the binary from
-// app.asar.unpacked/bin/pm-supervisor, where "asarUnpack" put it. The instance is named after
-// the app ("pm-example"), so `pm-supervisor ls --instance pm-example` shows its services.
-const pm = new Manager({ supervisorPath: path.join(__dirname, 'bin', 'pm-supervisor') })
+// The supervisor binary comes with pm-child: npm installed the platform package
+// (@pm-child/linux-x64-gnu, ...) among pm-child's optional dependencies, and the manager finds
+// it there; packaged, at its app.asar.unpacked copy, where "asarUnpack" put it. The instance is
+// named after the app ("pm-example"), so `pm-supervisor ls --instance pm-example` shows its
+// services.
+const pm = new Manager()
 
 pm.on('exited', (e) => console.log(`[pm] ${e.name} (pid ${e.pid}) ended: ${e.exit}`))
 pm.on('restarting', (e) => console.log(`[pm] ${e.name} restarts in ${e.in_ms} ms`))
@@ -31,15 +34,15 @@ async function startServices() {
     log: path.join(logs, 'api.log'),
     killTimeout: 2000,
   }, { wait: 'ready', timeout: 10_000 })
-  // A Python service (python3 must be installed): its script and folder are inside app.asar,
-  // so they run from app.asar.unpacked.
+  // A Python service (python3 must be installed; pm_child comes with the supervisor): its script
+  // and folder are inside app.asar, so they run from app.asar.unpacked.
   await pm.start({
     name: 'worker',
     script: 'worker.py',
     cwd: path.join(__dirname, 'services', 'worker'),
     log: path.join(logs, 'worker.log'),
     restartAt: [500, 2000, 10_000],
-  })
+  }, { wait: 'ready', timeout: 10_000 })
 }
 
 app.whenReady().then(async () => {

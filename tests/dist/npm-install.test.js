@@ -35,6 +35,14 @@ test('a fresh npm project runs and stops a Node and a Python service with the pa
   assert.equal(worker.file, path.join(platform, 'python', 'pm_child', '__init__.py'), 'pm_child from the platform package')
   assert.equal(worker.pythonpath, path.join(platform, 'python'))
 
+  // A service's own PYTHONPATH comes after the shipped folder; PM_SHIPPED_PYTHONPATH=0 keeps it
+  // out (this Python has no pm_child of its own).
+  const probe = (svc) => dir.waitEvent(svc, 'probe')
+  assert.deepStrictEqual(await probe('probe-path'), {
+    svc: 'probe-path', event: 'probe', pm_child: worker.file, pythonpath: `${path.join(platform, 'python')}:/opt/extra`,
+  })
+  assert.deepStrictEqual(await probe('probe-optout'), { svc: 'probe-optout', event: 'probe', pm_child: null, pythonpath: null })
+
   // Both stopped cleanly, through their SDK's handler, before the app went on.
   assert.equal(ev('web', 'stop-handler').length, 1)
   assert.equal(ev('worker', 'stop-handler').length, 1)

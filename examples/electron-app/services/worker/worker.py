@@ -1,16 +1,19 @@
-"""The app's Python service: does some work every two seconds until it is stopped (SIGTERM:
-it does not speak pm's channel; see child-sdk-python for the SDK that does)."""
-import signal
-import sys
+"""The app's Python service: does some work every two seconds until it is stopped. It uses the
+pm_child SDK, which the app does not install: it comes with the supervisor in the platform
+package (node_modules/@pm-child/<platform>/python/), which the supervisor puts first on
+PYTHONPATH."""
 import time
 
+import pm_child
 
-def stop(*_):
+
+@pm_child.on_stopping
+def stop() -> None:
+    # Runs once when the app quits (or crashes); the process exits 0 when it returns.
     print("worker: stopping", flush=True)
-    sys.exit(0)
 
 
-signal.signal(signal.SIGTERM, stop)
+pm_child.ready()
 n = 0
 while True:
     n += 1
