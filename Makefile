@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist fuzz lint fmt clean bench bench-stop bench-logs bench-sdk
+.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist test-old-glibc fuzz lint fmt clean bench bench-stop bench-logs bench-sdk
 
 all: build
 
@@ -46,6 +46,11 @@ dist:
 # glibc floor and manylinux tags, wheels on Python 3.9 and 3.13, crates tested alone.
 test-dist: dist
 	./scripts/test-dist.sh
+
+# Optional, not in `make test` (root, debootstrap, minutes the first time): the binary and the
+# shipped pm_child run a Python service in a Debian 11 chroot (glibc 2.31, Python 3.9).
+test-old-glibc: dist
+	./scripts/test-old-glibc.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
