@@ -17,6 +17,7 @@ fn garbage_lines_do_not_break_the_channel() {
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
     let stop = t.wait_event("junk", "stop-handler");
     assert_eq!(stop["msg"]["type"], "stop");
+    assert_eq!(stop["msg"]["cmd"], "NODE_PM");
     let err = t.stderr();
     for what in [
         "not JSON",
