@@ -217,6 +217,16 @@ pub enum LineError {
     },
 }
 
+/// A protocol name (`cmd`, `type`) as a report may show it: whole when it is short, else only
+/// its length (it is then something a child made up, not a protocol name).
+fn name_or_len(s: &str) -> String {
+    if s.len() <= 24 {
+        s.to_owned()
+    } else {
+        format!("<{} bytes>", s.len())
+    }
+}
+
 /// At most `max` bytes of `s` (cut at a character boundary), marked when cut.
 fn bounded(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -284,17 +294,17 @@ impl std::fmt::Display for LineError {
             LineError::NoType { found } => write!(
                 f,
                 "a pm message (\"cmd\":\"{PM_CMD}\") needs a string \"type\", found {}",
-                bounded(found, 40)
+                name_or_len(found)
             ),
             LineError::NodeInternal(cmd) => write!(
                 f,
                 "Node-internal message {:?} ignored (pm does not pass handles over the channel)",
-                bounded(cmd, 40)
+                name_or_len(cmd)
             ),
             LineError::BadFields { kind, error } => write!(
                 f,
                 "bad \"{}\" message: {}",
-                bounded(kind, 40),
+                name_or_len(kind),
                 bounded(&without_values(error), 160)
             ),
         }
@@ -337,12 +347,12 @@ pub fn decode<T: Incoming>(line: &[u8]) -> Result<Decoded<T>, LineError> {
     // Node's handle passing carries a `type` of its own ("net.Socket"); only `cmd` tells.
     if value["cmd"] != PM_CMD {
         let cmd = value["cmd"].as_str().unwrap_or_default();
-        return Err(LineError::NodeInternal(bounded(cmd, 40)));
+        return Err(LineError::NodeInternal(name_or_len(cmd)));
     }
     match value.get("type") {
         Some(Value::String(kind)) => {
             if !T::TYPES.contains(&kind.as_str()) {
-                return Ok(Decoded::Unknown(bounded(kind, 40)));
+                return Ok(Decoded::Unknown(name_or_len(kind)));
             }
             let kind = kind.clone();
             serde_json::from_value(value)

@@ -141,3 +141,45 @@ fn fifty_children_stop_in_parallel_under_one_deadline() {
     t.wait_all_gone(Duration::from_secs(5))
         .expect("nothing left");
 }
+
+#[test]
+fn sigkill_is_logged_only_for_processes_it_ended() {
+    let t = TestDir::new();
+    // Each cleans up on SIGTERM for about its killTimeout, some a little less, some a little
+    // more: some exit by themselves just before the deadline, before their exit is reaped.
+    let services: Vec<_> = (0..40)
+        .map(|i| {
+            let secs = format!("{:.4}", 0.290 + f64::from(i % 10) * 0.002);
+            json!({"name": format!("s{i}"), "script": fixture("child.py"), "args": ["late", secs], "killTimeout": 300})
+        })
+        .collect();
+    let config = t.config(json!(services));
+    let mut sup = t.run(&config);
+    t.wait_events("started", 40);
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let out = t.stdout();
+    let (mut killed, mut clean) = (0, 0);
+    for i in 0..40 {
+        let sigkill = out.contains(&format!(" s{i} pm  | SIGKILL sent to process group"));
+        let stopped = out
+            .lines()
+            .find(|l| l.contains(&format!(" s{i} pm  | stopped: ")))
+            .unwrap_or_else(|| panic!("s{i} never stopped:\n{out}"));
+        if stopped.contains("stopped: signal SIGKILL") {
+            assert!(
+                sigkill,
+                "s{i} was killed, and the log does not say so:\n{out}"
+            );
+            killed += 1;
+        } else {
+            assert!(stopped.contains("stopped: exit code 0"), "{stopped}");
+            assert!(
+                !sigkill,
+                "s{i} exited by itself, and the log says SIGKILL sent:\n{out}"
+            );
+            clean += 1;
+        }
+    }
+    assert_eq!(killed + clean, 40);
+}
