@@ -481,3 +481,47 @@ fn cli_send_takes_data_from_an_argument_a_file_or_stdin_beyond_128_kib() {
     sup.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn a_version_1_child_is_stopped_by_sigterm_and_its_messages_are_plain_data() {
+    let t = TestDir::new();
+    let (mut sup, mut c) = serve(&t);
+    c.send(json!({"type": "start", "id": 1, "spec": {"name": "old", "script": fixture("child.py"), "args": ["v1"], "killTimeout": 5000}}));
+    assert_eq!(c.reply(1)["ok"], true);
+    t.wait_event("old", "started");
+    // Its hello, ready and wrapped message reach the controller as they were written.
+    let expected = [
+        json!({"type": "hello", "protocol": 1, "sdk": "v1-fixture", "version": "0"}),
+        json!({"type": "ready"}),
+        json!({"type": "message", "data": {"n": 1}}),
+    ];
+    for want in &expected {
+        c.until(&format!("data {want}"), |v| {
+            v["event"] == "message" && data_of(v) == want
+        });
+    }
+    // Data to it arrives unwrapped.
+    c.send(json!({"type": "send", "id": 2, "name": "old", "data": {"x": 1}}));
+    assert_eq!(c.reply(2)["result"], json!({"sent": 1}));
+    assert_eq!(t.wait_event("old", "message")["msg"], json!({"x": 1}));
+    // {"type":"ready"} is not pm's ready; it never said hello: it is stopped by SIGTERM.
+    c.send(json!({"type": "list", "id": 3}));
+    assert_eq!(c.reply(3)["result"][0]["ready"], false);
+    c.send(json!({"type": "stop", "id": 4, "name": "old"}));
+    assert_eq!(c.reply(4)["result"][0]["state"], "stopped");
+    t.wait_event("old", "sigterm");
+    let stopping = json!({"type": "stopping"});
+    c.until("its stopping, as data", |v| {
+        v["event"] == "message" && data_of(v) == &stopping
+    });
+    let out = t.stdout();
+    assert!(
+        out.contains("old pm  | SIGTERM sent to process group"),
+        "{out}"
+    );
+    assert!(out.contains("it never said hello on its channel"), "{out}");
+    assert!(out.contains("old pm  | stopped: exit code 0"), "{out}");
+    assert!(!out.contains("old pm  | ready"), "{out}");
+    drop(c);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
