@@ -73,3 +73,32 @@ fn bad_lines_get_short_numbered_warnings_and_the_rest_is_counted_when_the_channe
         "a warning quotes what the child wrote"
     );
 }
+
+#[test]
+fn the_count_of_hidden_bad_lines_comes_when_the_window_ends_while_the_child_runs_on() {
+    let t = TestDir::new();
+    let config = t.config(
+        json!([{"name": "flood", "script": fixture("child.py"), "args": ["flood", "20", "stay"]}]),
+    );
+    let mut sup = t.run(&config);
+    let pid = t.wait_event("flood", "started")["pid"]
+        .as_i64()
+        .expect("pid");
+    // No further bad line comes, and the channel stays open: the 10 s window's end prints it.
+    let err = crate::support::poll(PATIENCE, || {
+        let err = t.stderr();
+        err.contains("more bad channel lines skipped")
+            .then_some(err)
+    })
+    .unwrap_or_else(|| panic!("no count of the hidden lines:\n{}", t.stderr()));
+    assert!(
+        TestDir::alive(pid),
+        "the count came from the channel's close"
+    );
+    assert!(
+        err.contains("16 more bad channel lines skipped (21 in all)"),
+        "{err}"
+    );
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
