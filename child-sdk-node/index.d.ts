@@ -1,8 +1,8 @@
 // Type definitions for pm-child, the child SDK of the pm process supervisor.
 //
-// The first call of any function below connects to the supervisor (when there is one), removes
-// PM_CHANNEL_FD, NODE_CHANNEL_FD and NODE_CHANNEL_SERIALIZATION_MODE from process.env, and
-// installs SIGTERM and SIGINT listeners. See README.md and protocol.md, section 9.
+// The first call of any function below connects to the supervisor (when Node's IPC channel is
+// the one pm gave this process) and installs SIGTERM and SIGINT listeners. See README.md and
+// protocol.md, section 9.
 
 /** A JSON value, as it travels on the channel. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -14,8 +14,8 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 export type StopHandler = () => unknown
 
 /**
- * A message handler: receives the `data` of a `message` from the supervisor (null when the
- * message had none). A throw or a rejected Promise is reported on stderr.
+ * A message handler: receives each value the controlling process sends, exactly as sent (the
+ * same value `process.on('message')` gets). A throw or a rejected Promise is reported on stderr.
  */
 export type MessageHandler = (data: JsonValue) => unknown
 
@@ -36,8 +36,8 @@ export type MessageHandler = (data: JsonValue) => unknown
 export function onstopping(handler: StopHandler): void
 
 /**
- * Registers a handler for the `data` of every `{"type":"message","data":...}` the supervisor
- * sends. Never called without a supervisor.
+ * Registers a handler for every value the controlling process sends through the supervisor.
+ * Never called without a supervisor. The SDK's own listener does not keep the process alive.
  */
 export function onmessage(handler: MessageHandler): void
 
@@ -45,11 +45,13 @@ export function onmessage(handler: MessageHandler): void
 export function ready(): void
 
 /**
- * Sends application data to the supervisor, which passes it on to its controlling process.
+ * Sends application data to the supervisor, which passes it on to its controlling process
+ * exactly as it is (like `process.send(data)`).
  *
  * @param data any value `JSON.stringify` accepts (`undefined` is sent as null)
- * @returns whether it was queued: false without a supervisor, after the channel closed, or
- *   when `data` cannot be serialized. It never throws for those.
+ * @returns whether it was queued: false without a supervisor, after the channel closed, when
+ *   `data` cannot be serialized, or for an object whose `cmd` starts with `NODE_` (reserved for
+ *   Node's and pm's own messages). It never throws for those.
  */
 export function send(data: unknown): boolean
 

@@ -2,48 +2,82 @@
 // pm-child: the child side of the pm supervisor for Node services (protocol.md, section 9).
 //
 // One process-wide connection, made on the first call of any function below:
-// - supervised iff PM_CHANNEL_FD is set and Node opened its fork IPC channel (the supervisor sets
-//   NODE_CHANNEL_FD=3 for Node children): then `hello` is sent, and 'message' and 'disconnect'
-//   are listened to on an unref'd channel, so the channel never keeps the process alive;
-// - PM_CHANNEL_FD, NODE_CHANNEL_FD and NODE_CHANNEL_SERIALIZATION_MODE leave process.env, so
-//   processes this one starts inherit no variable naming a channel (Node marks the fd
-//   close-on-exec itself);
+// - supervised iff Node opened its fork IPC channel (the supervisor sets NODE_CHANNEL_FD=3 for
+//   Node children) and that channel is the socket PM_CHANNEL_ID identifies: a cluster worker,
+//   or a child forked by the service, has a channel of its own under the same fd number and
+//   runs unsupervised. Then `hello` is sent;
+// - pm's messages come on 'internalMessage' (Node's route for objects whose `cmd` starts with
+//   `NODE_`), so the application's 'message' listeners see only the data its controller sends,
+//   exactly as sent; neither that listener nor ours on 'disconnect' keeps the process alive;
 // - SIGTERM and SIGINT listeners are installed, with or without a supervisor.
+// The environment is left as it is: Node removes NODE_CHANNEL_FD itself and marks the channel
+// close-on-exec, and a descendant that inherits PM_CHANNEL_* cannot match the channel's identity.
 // The first of `stop`, 'disconnect' (the supervisor died), SIGTERM or SIGINT starts the stop:
 // `stopping` is sent, the handlers run once each in order, queued channel messages are written,
 // and the process exits with code 0. Everything runs on the event loop.
 
+const fs = require('node:fs')
 const protocol = require('./lib/protocol')
 const { runStopHandlers, failureLine, describe } = require('./lib/stop')
 const { version: VERSION } = require('./package.json')
 
 const SDK = 'pm-child-node'
-const CHANNEL_VARS = ['PM_CHANNEL_FD', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']
 
 let conn = null
 
+/**
+ * Whether Node's IPC channel is the one pm gave this process: PM_CHANNEL_ID is the device and
+ * inode of pm's socket, and the channel's fd must be that very socket.
+ */
+function ownsChannel() {
+  const id = process.env.PM_CHANNEL_ID
+  if (typeof id !== 'string' || id === '' || typeof process.send !== 'function') return false
+  if (!process.channel) {
+    // Node's channel was there and is closed already (its EOF came before this first call): it
+    // cannot be checked any more. A cluster worker exits when its channel closes, so this is
+    // pm's, and the supervisor is gone.
+    return process.connected === false
+  }
+  const fd = typeof process.channel.fd === 'number' ? process.channel.fd : Number(process.env.PM_CHANNEL_FD)
+  try {
+    const st = fs.fstatSync(fd, { bigint: true })
+    return st.isSocket() && `${st.dev}:${st.ino}` === id
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Undoes the ref that Node takes on the channel for a 'message' or 'disconnect' listener (its
+ * refCounted()), so that the SDK's own listeners never keep the process alive while the
+ * application's still do, as under a plain fork.
+ */
+function unrefOurListener() {
+  const channel = process.channel
+  if (!channel) return
+  if (typeof channel.unrefCounted === 'function') channel.unrefCounted()
+  else if (typeof channel.unref === 'function') channel.unref()
+}
+
 function connection() {
   if (conn !== null) return conn
-  const named = typeof process.env.PM_CHANNEL_FD === 'string' && process.env.PM_CHANNEL_FD !== ''
   conn = {
-    // Node opened a channel at start-up (process.send exists; it stays after a disconnect) and
-    // the supervisor named it.
-    supervised: named && typeof process.send === 'function',
+    supervised: ownsChannel(),
     stopHandlers: [],
     messageHandlers: [],
+    listening: false,
     stopBegun: false,
+    // The supervisor said it closes the channel on request: its EOF is not a stop.
+    disconnectNotice: false,
     // process.send calls whose callback has not come yet, and who waits for them to reach 0.
     pending: 0,
     flushWaiters: [],
   }
-  for (const name of CHANNEL_VARS) delete process.env[name]
 
   if (conn.supervised) {
-    // Explicitly unref'd, the channel stays unref'd whatever listeners are added later (ours or
-    // the application's): only the application's own work keeps the process alive.
-    if (process.channel && typeof process.channel.unref === 'function') process.channel.unref()
-    process.on('message', onChannelMessage)
+    process.on('internalMessage', onInternalMessage)
     process.on('disconnect', onDisconnect)
+    unrefOurListener()
     if (process.connected) {
       write(protocol.hello(SDK, VERSION))
     } else {
@@ -91,21 +125,24 @@ function flushed() {
   })
 }
 
-function onChannelMessage(value) {
+function onInternalMessage(value) {
+  // Node's own internal messages (handle passing) come here too; only pm's concern the SDK.
+  if (value === null || typeof value !== 'object' || value.cmd !== protocol.PM_CMD) return
   const c = protocol.classify(value)
-  if (c.kind === 'stop') {
-    beginStop()
-  } else if (c.kind === 'message') {
-    for (const handler of conn.messageHandlers.slice()) {
-      try {
-        const r = handler(c.message.data)
-        if (r && typeof r.then === 'function') r.then(undefined, reportMessageFailure)
-      } catch (err) {
-        reportMessageFailure(err)
-      }
+  if (c.kind === 'stop') beginStop()
+  else if (c.kind === 'disconnect') conn.disconnectNotice = true
+  // Unknown types and bad messages are ignored (protocol.md section 3).
+}
+
+function onMessage(data) {
+  for (const handler of conn.messageHandlers.slice()) {
+    try {
+      const r = handler(data)
+      if (r && typeof r.then === 'function') r.then(undefined, reportMessageFailure)
+    } catch (err) {
+      reportMessageFailure(err)
     }
   }
-  // Unknown types and bad messages are ignored (protocol.md section 3).
 }
 
 function reportMessageFailure(err) {
@@ -115,6 +152,9 @@ function reportMessageFailure(err) {
 function onDisconnect() {
   // Writes that were still queued are cancelled with the channel.
   flushDone()
+  // The supervisor closed the channel on its controller's request (it said so first): it is
+  // alive and will stop this process with SIGTERM when the time comes.
+  if (conn.disconnectNotice) return
   // EOF on the channel: the supervisor died. Same as `stop` with reason `shutdown`.
   beginStop()
 }
@@ -148,10 +188,19 @@ function onstopping(fn) {
   connection().stopHandlers.push(fn)
 }
 
-/** Registers a handler for the `data` of every `message` the supervisor sends. */
+/**
+ * Registers a handler for every value the controlling process sends through the supervisor
+ * (any JSON value, exactly as sent; the same values reach `process.on('message')`).
+ */
 function onmessage(fn) {
   checkFunction(fn, 'the message handler')
-  connection().messageHandlers.push(fn)
+  const c = connection()
+  c.messageHandlers.push(fn)
+  if (c.supervised && !c.listening && process.channel) {
+    c.listening = true
+    process.on('message', onMessage)
+    unrefOurListener()
+  }
 }
 
 /** Tells the supervisor the service is ready. A no-op without a supervisor. */
@@ -162,12 +211,16 @@ function ready() {
 
 /**
  * Sends application data (any JSON value) to the supervisor, which passes it on to its
- * controlling process. Returns whether it was queued: false without a supervisor, once the
- * channel is closed, or when `data` cannot be serialized. Never throws for those.
+ * controlling process exactly as it is (`undefined` is sent as null). Returns whether it was
+ * queued: false without a supervisor, once the channel is closed, when `data` cannot be
+ * serialized, or for an object whose `cmd` starts with `NODE_` (reserved for Node's and pm's
+ * own messages). Never throws for those.
  */
 function send(data) {
   connection()
-  return write(protocol.message(data))
+  const value = data === undefined ? null : data
+  if (protocol.isNodeInternal(value)) return false
+  return write(value)
 }
 
 /**

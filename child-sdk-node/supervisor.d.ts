@@ -102,7 +102,7 @@ export interface ExitedEvent extends EventBase {
 }
 export interface LaunchFailedEvent extends EventBase { event: 'launch_failed'; error: string }
 export interface RestartingEvent extends EventBase { event: 'restarting'; in_ms: number; crashes?: number }
-/** A message a service sent (`pm.send(data)` in the child SDK, or `process.send({type: 'message', data})`). */
+/** Data a service sent (`process.send(data)`, or `pm.send(data)` in the child SDK), exactly as sent. */
 export interface MessageEvent extends EventBase { event: 'message'; pid: number; data: JsonValue }
 /** Events were dropped because this process did not read them fast enough. */
 export interface LaggedEvent { type: 'event'; event: 'lagged'; missed: number }
@@ -218,8 +218,18 @@ export class Manager {
   stopall(): Promise<ServiceRow[]>
   /** Every service's row. */
   list(): Promise<ServiceRow[]>
-  /** Sends `data` to every process of the services named `name`; resolves with how many got it. */
+  /**
+   * Sends `data` (any JSON value; `undefined` is sent as null) to every process of the services
+   * named `name`, which gets it in `process.on('message')` exactly as sent; resolves with how
+   * many it was queued for. An object whose `cmd` starts with `NODE_` is refused
+   * (`bad_request`): that form is Node's and pm's own.
+   */
   send(name: string, data: unknown): Promise<number>
+  /**
+   * Closes the channel of every process of the services named `name`, as a fork parent's
+   * `child.disconnect()` does; the processes keep running. Resolves with how many were closed.
+   */
+  disconnect(name: string): Promise<number>
   /** Stops every service and the supervisor; resolves once it has exited. A later start() runs a new one. */
   shutdown(): Promise<void>
   /**
@@ -251,6 +261,7 @@ export function restart(name: string): Promise<ServiceRow[]>
 export function stopall(): Promise<ServiceRow[]>
 export function list(): Promise<ServiceRow[]>
 export function send(name: string, data: unknown): Promise<number>
+export function disconnect(name: string): Promise<number>
 export function shutdown(): Promise<void>
 export function onstopping(handler: StopHandler): Manager
 export function on<K extends keyof ManagerEvents>(event: K, listener: ManagerEvents[K]): Manager

@@ -17,7 +17,7 @@ const exitHooks = require('./manager-exit')
 const { runStopHandlers, describe: describeError } = require('./stop')
 
 /** Variables the supervisor must not inherit from this process. */
-const STRIPPED_ENV = ['ELECTRON_RUN_AS_NODE', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'PM_CHANNEL_FD']
+const STRIPPED_ENV = ['ELECTRON_RUN_AS_NODE', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'PM_CHANNEL_FD', 'PM_CHANNEL_ID']
 const DEFAULT_EXIT_TIMEOUT = 10_000
 
 function invalidArg(message) {
@@ -324,12 +324,27 @@ class Manager extends EventEmitter {
     return this._request('list', {}, { spawnIt: false })
   }
 
-  /** Sends `data` (any JSON value) to every process of the services named `name`; resolves with how many. */
+  /**
+   * Sends `data` (any JSON value) to every process of the services named `name`; each gets it
+   * in `process.on('message')` exactly as sent. Resolves with how many it was queued for.
+   */
   async send(name, data) {
     checkName(name)
     if (!this._child) throw noSuchService(name, 'send')
     const result = await this._request('send', { name, data: data === undefined ? null : data }, { spawnIt: false })
     return result.sent
+  }
+
+  /**
+   * Closes the channel of every process of the services named `name`, as a fork parent's
+   * `child.disconnect()` does: the child sees 'disconnect' and `process.connected` false, and
+   * keeps running. Resolves with how many channels were closed.
+   */
+  async disconnect(name) {
+    checkName(name)
+    if (!this._child) throw noSuchService(name, 'disconnect')
+    const result = await this._request('disconnect', { name }, { spawnIt: false })
+    return result.disconnected
   }
 
   /**

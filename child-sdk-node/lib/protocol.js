@@ -1,26 +1,36 @@
 'use strict'
-// The pm protocol, version 1, as the Node child SDK speaks it (protocol.md, sections 3-5).
+// The pm protocol, version 2, as the Node child SDK speaks it (protocol.md, sections 3-5).
 //
 // Node's own IPC channel does the framing: in `json` mode it writes `JSON.stringify(msg) + "\n"`
-// and hands every received line to 'message' already parsed. So this module only builds the
-// objects a child sends (their key order is the wire order, checked against
-// tests/protocol/encode.jsonl) and classifies the values the supervisor sends (checked against
+// and hands every received line over already parsed, to 'internalMessage' when it is an object
+// whose `cmd` starts with `NODE_` (Node's internal messages, which pm's own messages are:
+// `{"cmd":"NODE_PM","type":...}`), to the application's 'message' listeners otherwise. So this
+// module only builds the messages a child sends (their key order is the wire order, checked
+// against tests/protocol/encode.jsonl) and classifies what arrives (checked against
 // tests/protocol/to_child.jsonl). No I/O here.
 
-const PROTOCOL_VERSION = 1
+const PROTOCOL_VERSION = 2
+
+/** The `cmd` of pm's own messages. */
+const PM_CMD = 'NODE_PM'
 
 /** `reason` values of a `stop` message. */
 const STOP_REASONS = Object.freeze(['stop', 'restart', 'shutdown'])
 
-// Messages from a child to the supervisor.
-const hello = (sdk, version) => ({ type: 'hello', protocol: PROTOCOL_VERSION, sdk, version })
-const ready = () => ({ type: 'ready' })
-const stopping = () => ({ type: 'stopping' })
-const extend = (ms) => ({ type: 'extend', ms })
-// `undefined` would make JSON.stringify drop the field; the protocol's default is null anyway.
-const message = (data) => ({ type: 'message', data: data === undefined ? null : data })
+/**
+ * Whether Node routes `value` to 'internalMessage' rather than 'message': the rule of Node's
+ * lib/internal/child_process.js (isInternal), pinned by test/node-routing.test.js.
+ */
+function isNodeInternal(value) {
+  return value !== null && typeof value === 'object' && typeof value.cmd === 'string' &&
+    value.cmd.length > 'NODE_'.length && value.cmd.startsWith('NODE_')
+}
 
-const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
+// pm's messages from a child to the supervisor. Application data travels as it is.
+const hello = (sdk, version) => ({ cmd: PM_CMD, type: 'hello', protocol: PROTOCOL_VERSION, sdk, version })
+const ready = () => ({ cmd: PM_CMD, type: 'ready' })
+const stopping = () => ({ cmd: PM_CMD, type: 'stopping' })
+const extend = (ms) => ({ cmd: PM_CMD, type: 'extend', ms })
 
 // A JSON integer that fits the u64 the other implementations use. (JSON.parse has already turned
 // `200.0` into 200, which serde would reject; the supervisor never writes such numbers.)
@@ -28,39 +38,37 @@ const isU64 = (v) => Number.isSafeInteger(v) && v >= 0
 
 /**
  * Classifies a value received from the supervisor, as the Rust codec does:
- * - `{ kind: 'stop', message: { type: 'stop', reason, timeout_ms } }`
- * - `{ kind: 'message', message: { type: 'message', data } }` (`data` defaults to null)
- * - `{ kind: 'ignored', why: 'unknown', type }`: a message type a child does not know
+ * - `{ kind: 'data', data }`: application data (Node hands it to 'message' listeners);
+ * - `{ kind: 'stop', message: { type: 'stop', reason, timeout_ms } }`;
+ * - `{ kind: 'disconnect', message: { type: 'disconnect' } }`;
+ * - `{ kind: 'ignored', why: 'unknown', type }`: a pm message type a child does not know;
  * - `{ kind: 'error', error, detail }`: a bad line, `error` being `no_type`, `node_internal` or
  *   `bad_fields` (the vectors' names). A child ignores it.
  */
 function classify(value) {
-  if (!isObject(value)) {
-    return bad('no_type', `expected an object with a string "type", found ${kindOf(value)}`)
-  }
-  if (typeof value.cmd === 'string' && value.cmd.startsWith('NODE_')) {
-    // Node routes these to its internal handler, never to 'message'; rejected here all the same.
-    return bad('node_internal', `Node-internal message ${JSON.stringify(value.cmd)}`)
+  if (!isNodeInternal(value)) return { kind: 'data', data: value }
+  if (value.cmd !== PM_CMD) {
+    return bad('node_internal', `Node-internal message ${JSON.stringify(value.cmd.slice(0, 40))}`)
   }
   if (typeof value.type !== 'string') {
-    const found = 'type' in value ? `an object whose "type" is ${kindOf(value.type)}` : 'an object without "type"'
-    return bad('no_type', `expected an object with a string "type", found ${found}`)
+    const found = 'type' in value ? kindOf(value.type) : 'none'
+    return bad('no_type', `a pm message needs a string "type", found ${found}`)
   }
   switch (value.type) {
     case 'stop': {
       const { reason, timeout_ms } = value
       if (!STOP_REASONS.includes(reason)) {
-        return bad('bad_fields', `bad "stop" message: reason ${JSON.stringify(reason)} is not one of ${STOP_REASONS.join(', ')}`)
+        return bad('bad_fields', `bad "stop" message: reason ${kindOf(reason)} is not one of ${STOP_REASONS.join(', ')}`)
       }
       if (!isU64(timeout_ms)) {
-        return bad('bad_fields', `bad "stop" message: timeout_ms ${JSON.stringify(timeout_ms)} is not a non-negative integer`)
+        return bad('bad_fields', `bad "stop" message: timeout_ms is ${kindOf(timeout_ms)}, not a non-negative integer`)
       }
       return { kind: 'stop', message: { type: 'stop', reason, timeout_ms } }
     }
-    case 'message':
-      return { kind: 'message', message: message(value.data) }
+    case 'disconnect':
+      return { kind: 'disconnect', message: { type: 'disconnect' } }
     default:
-      return { kind: 'ignored', why: 'unknown', type: value.type }
+      return { kind: 'ignored', why: 'unknown', type: value.type.slice(0, 40) }
   }
 }
 
@@ -71,8 +79,8 @@ function bad(error, detail) {
 function kindOf(v) {
   if (v === null) return 'null'
   if (Array.isArray(v)) return 'an array'
-  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`
+  if (typeof v === 'string') return v.length <= 24 ? `the string ${JSON.stringify(v)}` : `a string of ${v.length} characters`
   return `a ${typeof v}`
 }
 
-module.exports = { PROTOCOL_VERSION, STOP_REASONS, hello, ready, stopping, extend, message, classify }
+module.exports = { PROTOCOL_VERSION, PM_CMD, STOP_REASONS, isNodeInternal, hello, ready, stopping, extend, classify }

@@ -24,7 +24,7 @@ test('index.js exports exactly the functions index.d.ts declares, and connects o
   assert.deepStrictEqual({ ...process.env }, before)
 })
 
-test('without a supervisor: no-ops, argument errors, PM_CHANNEL_FD removed, and the process ends by itself', async (t) => {
+test('without a supervisor: no-ops, argument errors, the environment left as it is, and the process ends by itself', async (t) => {
   const dir = new TestDir(t)
   // PM_CHANNEL_FD set, but no channel (as for a grandchild that inherited a stale variable).
   const child = dir.spawn('child', process.execPath, [CHILD, 'unsupervised'], { env: { PM_CHANNEL_FD: '3' } })
@@ -38,7 +38,8 @@ test('without a supervisor: no-ops, argument errors, PM_CHANNEL_FD removed, and 
     onmessage: { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' },
     extend: { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' },
   })
-  assert.equal(e.env.PM_CHANNEL_FD, undefined, 'the SDK removed PM_CHANNEL_FD')
+  assert.equal(e.env.PM_CHANNEL_FD, '3', 'the SDK changes no environment variable')
+  assert.equal(e.reserved, false, 'pm.send refuses the form of Node\'s and pm\'s own messages')
   assert.equal((await dir.waitEvent('alone', 'started')).supervised, false)
   const kinds = dir.events().map((ev) => ev.event)
   assert.ok(!kinds.includes('handler'), `no stop was triggered: ${kinds}`)

@@ -94,7 +94,7 @@ test('handlers run when the supervisor is SIGKILLed, and send() then returns fal
   await dir.waitAllGone()
 })
 
-test('a grandchild inherits neither fd 3 nor the channel variables', async (t) => {
+test('a grandchild does not inherit fd 3, and Node\'s channel variables are gone', async (t) => {
   const dir = new TestDir(t)
   supervise(dir, 'g', 'grandchild')
   const e = await dir.waitEvent('g', 'grandchild')
@@ -102,7 +102,9 @@ test('a grandchild inherits neither fd 3 nor the channel variables', async (t) =
   assert.equal(e.before.channel, true)
   assert.equal(e.before.PM_CHANNEL_FD, '3')
   assert.equal(e.status, 0)
-  assert.deepStrictEqual(e.lines, ['closed', '||'])
+  // Node consumed NODE_CHANNEL_*; PM_CHANNEL_FD stays (the SDK changes no variable), and cannot
+  // mislead a descendant: its fd 3, if any, is not the socket PM_CHANNEL_ID names.
+  assert.deepStrictEqual(e.lines, ['closed', '3||'])
 })
 
 test('a child whose work is done exits by itself although the SDK is connected', async (t) => {
@@ -115,6 +117,22 @@ test('a child whose work is done exits by itself although the SDK is connected',
   assert.deepStrictEqual(dir.events().filter((e) => e.svc === 'd').map((e) => e.event),
     ['started', 'work-done', 'exit'], 'no stop handler ran')
   await shutdown(sup)
+})
+
+test('the application\'s own process.on(\'message\') keeps it alive, as under a plain fork; the SDK\'s listeners do not', async (t) => {
+  const dir = new TestDir(t)
+  const m = dir.manager()
+  t.after(() => m.shutdown())
+  await m.start({ name: 'a', script: CHILD, args: ['app-listener'], killTimeout: 5000, restartAt: [] }, { wait: 'ready' })
+  const exited = new Promise((resolve) => m.on('exited', resolve))
+  // Nothing but its channel holds it: a child with only the SDK's listeners ends by itself
+  // (the 'done' case above). This one is still there a while later to take 'bye'.
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  assert.equal(await m.send('a', 'bye'), 1)
+  const e = await exited
+  assert.equal(e.exit, 'exit code 3', 'it exited on bye, not by itself')
+  assert.deepStrictEqual(dir.events().filter((ev) => ev.event === 'app-message').map((ev) => ev.data), ['bye'])
+  assert.deepStrictEqual(dir.events().filter((ev) => ev.event === 'message').map((ev) => ev.data), ['bye'])
 })
 
 test('ESM: default and named imports of pm-child work under the supervisor', async (t) => {

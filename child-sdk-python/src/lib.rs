@@ -52,13 +52,11 @@ const FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// without a timeout) would otherwise go unnoticed. If the process is still there
 /// [`EXIT_BACKSTOP`] after the handlers (the main thread is stuck in native code, or
 /// non-daemon threads hold the interpreter), stdout and stderr are flushed and the process ends
-/// with `_exit(0)`. Signals and the environment are left to the Python package. Returns whether
-/// this call connected.
+/// with `_exit(0)`. Signals are left to the Python package. Returns whether this call connected.
 #[pyfunction]
 fn init(py: Python<'_>, exit: Py<PyAny>) -> bool {
     let options = pm_child::Options {
         signals: false,
-        clean_env: false,
         exit: Box::new(move || {
             let deadline = Instant::now() + EXIT_BACKSTOP;
             // Not called when the interpreter is exiting already; the backstop still bounds it.
@@ -136,7 +134,8 @@ fn on_stopping(py: Python<'_>, handler: Py<PyAny>) {
     });
 }
 
-/// Registers a message handler: a callable that gets the `data` of each `message` as JSON text.
+/// Registers a message handler: a callable that gets each value the controlling process sends,
+/// as JSON text.
 #[pyfunction]
 fn on_message(py: Python<'_>, handler: Py<PyAny>) {
     py.detach(move || {
@@ -157,11 +156,18 @@ fn ready(py: Python<'_>) {
     py.detach(pm_child::ready);
 }
 
-/// Sends application data, given as JSON text. Returns false without a supervisor.
+/// Sends application data, given as JSON text. Returns false without a supervisor. An object
+/// whose `cmd` starts with `NODE_` is refused (ValueError): that form is reserved for Node's and
+/// pm's own messages.
 #[pyfunction]
 fn send(py: Python<'_>, json: &str) -> PyResult<bool> {
     let data: Value =
         serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("not JSON: {e}")))?;
+    if protocol::is_node_internal(&data) {
+        return Err(PyValueError::new_err(
+            "an object whose \"cmd\" starts with \"NODE_\" is reserved for Node's and pm's own messages",
+        ));
+    }
     Ok(py.detach(move || pm_child::send(&data)))
 }
 
@@ -205,8 +211,8 @@ fn raise_system_exit_in(py: Python<'_>, thread_id: u64) -> bool {
 
 /// The Rust codec's verdict on bytes a child reads from its channel (the shared vectors in
 /// `tests/protocol/`): the bytes go through the reader's line splitter and decoder, and each
-/// line's verdict is returned, as JSON text of a list of `{"message": M}`,
-/// `{"ignored": "unknown" | "empty"}` or `{"error": KIND}`.
+/// line's verdict is returned, as JSON text of a list of `{"pm": M}` (M without its `cmd`),
+/// `{"data": V}`, `{"ignored": "unknown" | "empty"}` or `{"error": KIND}`.
 #[pyfunction]
 fn _decode_to_child(data: &[u8]) -> String {
     let mut decoder = LineDecoder::new(MAX_LINE_BYTES);
@@ -214,8 +220,9 @@ fn _decode_to_child(data: &[u8]) -> String {
     decoder.feed(data, |frame| {
         let verdict = match frame {
             Frame::Line(line) => match protocol::decode::<ToChild>(line) {
+                Ok(Decoded::Message(ToChild::Data(data))) => json!({ "data": data }),
                 Ok(Decoded::Message(m)) => {
-                    json!({ "message": serde_json::to_value(m).unwrap_or(Value::Null) })
+                    json!({ "pm": serde_json::to_value(m).unwrap_or(Value::Null) })
                 }
                 Ok(Decoded::Unknown(_)) => json!({ "ignored": "unknown" }),
                 Ok(Decoded::Empty) => json!({ "ignored": "empty" }),

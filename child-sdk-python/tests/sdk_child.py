@@ -19,11 +19,12 @@ import pm_child
 
 EVENTS = os.path.join(os.environ["PM_TEST_DIR"], "events.jsonl")
 SERVICE = os.environ.get("PM_SERVICE_NAME")
-CHANNEL_VARS = ("PM_CHANNEL_FD", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE")
+CHANNEL_VARS = ("PM_CHANNEL_FD", "PM_CHANNEL_ID", "NODE_CHANNEL_FD",
+                "NODE_CHANNEL_SERIALIZATION_MODE")
 # What a process this one starts can see of the channel (close_fds=False: only close-on-exec
 # keeps the fd from it).
 GRANDCHILD = '[ -e /proc/$$/fd/$1 ] && echo open || echo closed; echo "$PM_CHANNEL_FD|$NODE_CHANNEL_FD"'
-# The channel's fd, read before the SDK's first use removes the variable.
+# The channel's fd.
 CHANNEL_FD = os.environ.get("PM_CHANNEL_FD", "3")
 
 
@@ -210,6 +211,13 @@ elif mode == "fork":
         while True:
             time.sleep(60)
     started(forked=pid)
+    run_forever()
+
+elif mode == "probe":
+    # Started by a shell service, by `exec` or as its child: does it take the channel?
+    supervised = pm_child.supervised()
+    pm_child.ready()
+    event("probe", supervised=supervised, sid=os.getsid(0))
     run_forever()
 
 elif mode == "channel":

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from typing import Any
 
@@ -19,13 +20,15 @@ ENCODE = {case["name"]: case["line"] for case in vectors("encode.jsonl")}
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_runs_the_handlers_and_exits_cleanly(h: Harness, signum: int) -> None:
-    # The variables name an fd that is not a socket: no supervisor, and still removed.
+    # The variables name an fd that is not a socket: no supervisor; the environment is left as
+    # it is.
     child = h.child("sync", env={"PM_CHANNEL_FD": "3", "NODE_CHANNEL_FD": "3",
                                  "NODE_CHANNEL_SERIALIZATION_MODE": "json"})
     started = h.wait_event("started")
     assert started["supervised"] is False
     assert started["sent"] is False
-    assert started["env"] == dict.fromkeys(started["env"])
+    assert started["env"] == {"PM_CHANNEL_FD": "3", "PM_CHANNEL_ID": None, "NODE_CHANNEL_FD": "3",
+                              "NODE_CHANNEL_SERIALIZATION_MODE": "json"}
     child.signal(signum)
     assert child.wait(10) == 0
     assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
@@ -95,14 +98,13 @@ def test_first_use_off_the_main_thread_still_exits_through_the_main_thread(h: Ha
     directly; a stop trigger must come from the channel."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        child = h.start(child_argv("worker-first"),
-                        env=h.env(PM_CHANNEL_FD=str(theirs.fileno())), pass_fds=[theirs.fileno()])
+        child = h.start(child_argv("worker-first"), **as_service(h, theirs))
         theirs.close()
         channel = Channel(ours)
         assert channel.read()["type"] == "hello"
         h.wait_event("started")
-        channel.write({"type": "stop", "reason": "stop", "timeout_ms": 5000})
-        assert channel.read() == {"type": "stopping"}
+        channel.write(pm("stop", reason="stop", timeout_ms=5000))
+        assert channel.read() == pm("stopping")
         assert child.wait(10) == 0
     assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
     assert child.err is not None
@@ -112,6 +114,25 @@ def test_first_use_off_the_main_thread_still_exits_through_the_main_thread(h: Ha
 
 def child_argv(mode: str, *args: str) -> list[str]:
     return [sys.executable, str(SDK_CHILD), mode, *args]
+
+
+def pm(kind: str, **fields: Any) -> dict[str, Any]:
+    """One of pm's own messages (protocol version 2)."""
+    return {"cmd": "NODE_PM", "type": kind, **fields}
+
+
+def channel_id(sock: socket.socket) -> str:
+    st = os.fstat(sock.fileno())
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def as_service(h: Harness, theirs: socket.socket, session: bool = True,
+               **env: str) -> dict[str, Any]:
+    """How pm starts a service, with `theirs` as its channel: the fd and its identity in the
+    environment, and (`session`) a session of its own."""
+    fd = str(theirs.fileno())
+    return {"env": h.env(PM_CHANNEL_FD=fd, PM_CHANNEL_ID=channel_id(theirs), **env),
+            "pass_fds": [theirs.fileno()], "start_new_session": session}
 
 
 class Channel:
@@ -147,31 +168,34 @@ def test_the_channel_speaks_the_protocol(h: Harness) -> None:
     with ours, theirs:
         fd = str(theirs.fileno())
         child = h.start(child_argv("channel", json.dumps({"k": "v\nw"})),
-                        env=h.env(PM_CHANNEL_FD=fd, NODE_CHANNEL_FD=fd,
-                                  NODE_CHANNEL_SERIALIZATION_MODE="json"),
-                        pass_fds=[theirs.fileno()])
+                        **as_service(h, theirs))
         theirs.close()
         channel = Channel(ours)
-        assert channel.read() == {"type": "hello", "protocol": 1, "sdk": "pm-child-python",
-                                  "version": pm_child.__version__}
+        assert channel.read() == pm("hello", protocol=2, sdk="pm-child-python",
+                                    version=pm_child.__version__)
         # Byte for byte what the shared vectors say a writer produces.
         assert channel.read_raw().decode() == ENCODE["ready"]
-        assert channel.read_raw().decode() == ENCODE["message"]
+        assert channel.read_raw().decode() == ENCODE["data"]
 
         started = h.wait_event("started")
         assert started["supervised"] is True
-        assert started["env"] == dict.fromkeys(started["env"])
-        assert started["grandchild"] == ["closed", "|"]
+        assert started["env"]["PM_CHANNEL_FD"] == fd
+        assert started["grandchild"] == ["closed", f"{fd}|"]
 
-        # Bad lines and unknown types are skipped; the next good line is handled.
+        # Bad lines, unknown pm types and other Node-internal messages are skipped; the next
+        # good line is handled. Data arrives exactly as it was written, whatever its shape.
         channel.write_raw(b"{oops")
         channel.write_raw(b"\xff\xfe")
-        channel.write_raw(b'{"type":"from-the-future"}')
-        channel.write({"type": "message", "data": [1, "two", {"three": 3}]})
-        assert channel.read() == {"type": "message", "data": {"echo": [1, "two", {"three": 3}]}}
+        channel.write_raw(b'{"cmd":"NODE_PM","type":"from-the-future"}')
+        channel.write_raw(b'{"cmd":"NODE_HANDLE","type":"net.Socket"}')
+        for data in [[1, "two", {"three": 3}], "ready", 7.5, None,
+                     {"type": "stop", "reason": "stop", "timeout_ms": 1},
+                     {"type": "message", "data": 1}]:
+            channel.write(data)
+            assert channel.read() == {"echo": data}
 
-        channel.write({"type": "stop", "reason": "stop", "timeout_ms": 5000})
-        assert channel.read() == {"type": "stopping"}
+        channel.write(pm("stop", reason="stop", timeout_ms=5000))
+        assert channel.read() == pm("stopping")
         assert child.wait(10) == 0
         assert channel.reader.readline() == b"", "nothing after stopping"
     assert [e["event"] for e in h.events()] == ["started", "finally", "atexit"]
@@ -180,8 +204,7 @@ def test_the_channel_speaks_the_protocol(h: Harness) -> None:
 def test_eof_on_the_channel_is_a_stop(h: Harness) -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        child = h.start(child_argv("sync"), env=h.env(PM_CHANNEL_FD=str(theirs.fileno())),
-                        pass_fds=[theirs.fileno()])
+        child = h.start(child_argv("sync"), **as_service(h, theirs))
         theirs.close()
         channel = Channel(ours)
         assert channel.read()["type"] == "hello"
@@ -191,11 +214,61 @@ def test_eof_on_the_channel_is_a_stop(h: Harness) -> None:
     assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
 
 
+def test_eof_after_a_disconnect_notice_is_not_a_stop(h: Harness) -> None:
+    """The supervisor closes the channel on its controller's request: the child runs on, and
+    is stopped by a signal later."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        child = h.start(child_argv("sync"), **as_service(h, theirs))
+        theirs.close()
+        channel = Channel(ours)
+        assert channel.read()["type"] == "hello"
+        h.wait_event("started")
+        channel.write(pm("disconnect"))
+        channel.close()
+        # It is still running, without having run its handlers, well after the EOF. (A
+        # bounded wait for something that must not happen: the EOF is handled within
+        # milliseconds when it is a stop.)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(1.0)
+        assert h.events("handler") == []
+        child.signal(signal.SIGTERM)
+        assert child.wait(10) == 0
+    assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
+
+
+@pytest.mark.parametrize("case", ["not a session leader", "another socket's id", "no id"])
+def test_the_channel_is_taken_only_by_the_process_it_was_given_to(h: Harness, case: str) -> None:
+    """A process that inherited the fd and the variables (a shell's child, a forked worker), or
+    whose fd 3 is some other socket, runs unsupervised: it writes nothing on the channel."""
+    ours, theirs = socket.socketpair()
+    other, _ = socket.socketpair()
+    with ours, theirs, other:
+        kw = as_service(h, theirs, session=case != "not a session leader")
+        if case == "another socket's id":
+            kw["env"]["PM_CHANNEL_ID"] = channel_id(other)
+        if case == "no id":
+            del kw["env"]["PM_CHANNEL_ID"]
+        child = h.start(child_argv("sync"), **kw)
+        theirs.close()
+        started = h.wait_event("started")
+        assert started["supervised"] is False
+        assert started["sent"] is False
+        child.signal(signal.SIGTERM)
+        assert child.wait(10) == 0
+        ours.settimeout(5)
+        assert ours.recv(100) == b"", "nothing written on the channel"
+
+
 def test_send_refuses_what_json_cannot_carry() -> None:
     with pytest.raises(TypeError):
         pm_child.send(object())
     with pytest.raises(ValueError):
         pm_child.send(float("nan"))
+    # The form of Node's and pm's own messages.
+    with pytest.raises(ValueError, match="reserved"):
+        pm_child.send({"cmd": "NODE_PM", "type": "ready"})
+    assert pm_child.send({"cmd": "NODE"}) is False, "data of that shape is fine (no supervisor)"
     with pytest.raises(ValueError):
         pm_child.extend(-1)
     with pytest.raises(TypeError):

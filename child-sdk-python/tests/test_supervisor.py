@@ -4,12 +4,14 @@ messages)."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import socket
+import sys
 from typing import Any, Callable
 
 import pytest
-from conftest import Harness, Proc, alive, check_async_events, poll
+from conftest import SDK_CHILD, Harness, Proc, alive, check_async_events, poll
 
 STOPPED = r" p pm  \| stopped: exit code 0, (\d+) ms after the stop request"
 SIGNALLED = r" p pm  \| SIG(TERM|KILL) sent"
@@ -84,13 +86,34 @@ def test_an_async_handler_runs_on_the_apps_running_loop(h: Harness) -> None:
     assert not sup.out.find(r" p err \| "), sup.out.text()
 
 
-def test_a_grandchild_inherits_neither_the_channel_nor_its_variables(h: Harness) -> None:
+def test_a_grandchild_does_not_inherit_the_channel(h: Harness) -> None:
     sup = h.supervisor(h.service("grandchild"))
     started = h.wait_event("started")
     assert started["supervised"] is True
-    assert started["env"] == dict.fromkeys(started["env"])
-    assert started["grandchild"] == ["closed", "|"]
+    # The environment is left as it is (no mutation with threads running); the fd is
+    # close-on-exec.
+    assert started["env"]["PM_CHANNEL_FD"] == "3"
+    assert started["grandchild"] == ["closed", "3|"]
     stop_supervisor(sup)
+
+
+def test_only_the_process_pm_started_takes_the_channel_not_a_shells_child(h: Harness) -> None:
+    """A shell service passes fd 3 and the variables on to its children; only the process pm
+    started (the shell, which becomes Python with exec) takes the channel."""
+    child = " ".join(shlex.quote(a) for a in [sys.executable, str(SDK_CHILD), "probe"])
+    sup = h.supervisor({"name": "p", "script": "/bin/sh", "args": ["-c", f"{child} & exec {child}"],
+                        "killTimeout": 5000})
+    probes = poll(lambda: h.events("probe") if len(h.events("probe")) == 2 else None, 10,
+                  "two probes")
+    led = [p for p in probes if p["sid"] == p["pid"]]
+    forked = [p for p in probes if p["sid"] != p["pid"]]
+    assert [p["supervised"] for p in led] == [True], probes
+    assert [p["supervised"] for p in forked] == [False], probes
+    sup.out.wait(r" p pm  \| ready$")
+    stop_supervisor(sup)
+    # The service's own process said hello: it was stopped by its `stop`, not by a signal.
+    assert stop_ms(sup) < 1000
+    assert not sup.out.find(SIGNALLED), sup.out.text()
 
 
 @pytest.mark.parametrize(("extend_ms", "survives"), [(3000, True), (0, False)],
@@ -163,11 +186,13 @@ def test_messages_both_ways_through_the_control_channel(h: Harness) -> None:
         assert reply["result"]["name"] == "p"
         assert reply["result"]["ready"] is True
 
-        data = {"n": 1, "text": "ü\nline \u2028", "list": [None, True, 2.5]}
+        # An object with a type of its own arrives as it is, not taken for a pm message.
+        data = {"type": "message", "n": 1, "text": "ü\nline \u2028", "list": [None, True, 2.5]}
         reply = ctl.request({"type": "send", "id": 2, "name": "p", "data": data})
         assert reply == {"type": "reply", "id": 2, "ok": True, "result": {"sent": 1}}
         got = h.wait_event("message")
         assert got["data"] == data
+        assert list(got["data"]) == list(data), "keys in the order they were sent"
         assert got["thread"] == "pm-child"
         echo = ctl.until(lambda m: m.get("type") == "event" and m.get("event") == "message")
         assert echo["name"] == "p"

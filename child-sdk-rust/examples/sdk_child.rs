@@ -28,6 +28,20 @@ fn event(kind: &str, extra: serde_json::Value) {
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "probe" {
+        // Started by a shell service, by `exec` or as its child: does it take the channel?
+        // SAFETY: getsid has no preconditions.
+        let sid = unsafe { libc::getsid(0) };
+        let supervised = pm_child::supervised();
+        pm_child::ready();
+        event(
+            "probe",
+            serde_json::json!({ "supervised": supervised, "sid": sid }),
+        );
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     pm_child::on_stopping(|| event("handler", serde_json::json!({"n": 1})));
     if mode == "failing" {
         pm_child::on_stopping(|| panic!("handler two fails on purpose"));

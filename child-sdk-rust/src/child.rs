@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::protocol::{
-    self, Decoded, ENV_CHANNEL_FD, ENV_NODE_CHANNEL_FD, ENV_NODE_CHANNEL_SERIALIZATION_MODE, Frame,
-    FromChild, LineDecoder, PROTOCOL_VERSION, ToChild,
+    self, Decoded, ENV_CHANNEL_FD, ENV_CHANNEL_ID, Frame, FromChild, LineDecoder, Outgoing,
+    PROTOCOL_VERSION, ToChild,
 };
 
 /// Writes a line to stderr, ignoring failure: `eprintln!` panics when stderr is broken (the
@@ -33,9 +33,6 @@ type MessageHandler = Arc<dyn Fn(&Value) + Send + Sync>;
 pub struct Options {
     /// Run the stop handlers on SIGTERM and SIGINT (installed on first use).
     pub signals: bool,
-    /// Remove `PM_CHANNEL_FD`, `NODE_CHANNEL_FD` and `NODE_CHANNEL_SERIALIZATION_MODE` from the
-    /// process environment, so that processes this one starts do not inherit them.
-    pub clean_env: bool,
     /// Called once the handlers have run. Default: `std::process::exit(0)`.
     pub exit: Box<dyn Fn() + Send + Sync>,
     /// SDK name sent in `hello`.
@@ -48,7 +45,6 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             signals: true,
-            clean_env: true,
             exit: Box::new(|| std::process::exit(0)),
             sdk: "pm-child-rust".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -64,6 +60,9 @@ struct Child {
     stop_handlers: Mutex<Vec<StopHandler>>,
     message_handlers: Mutex<Vec<MessageHandler>>,
     stop_begun: AtomicBool,
+    /// The supervisor said it is closing the channel on its controller's request: the EOF that
+    /// follows is not its death.
+    disconnected: AtomicBool,
 }
 
 static CHILD: OnceLock<Child> = OnceLock::new();
@@ -89,23 +88,10 @@ pub fn init(options: Options) -> bool {
 
 impl Child {
     fn connect(options: Options) -> Child {
-        let fd: Option<RawFd> = std::env::var(ENV_CHANNEL_FD)
-            .ok()
-            .and_then(|v| v.parse().ok());
-        if options.clean_env {
-            for var in [
-                ENV_CHANNEL_FD,
-                ENV_NODE_CHANNEL_FD,
-                ENV_NODE_CHANNEL_SERIALIZATION_MODE,
-            ] {
-                // SAFETY: the first call into this crate is documented to happen before the
-                // program starts threads that use the environment.
-                unsafe { std::env::remove_var(var) };
-            }
-        }
-        let stream = fd.filter(|&fd| is_socket(fd)).map(|fd| {
-            // SAFETY: the supervisor handed this fd to the process for the channel; from now on
-            // the SDK owns it. Close-on-exec keeps it from grandchildren.
+        let stream = owned_channel().map(|fd| {
+            // SAFETY: the supervisor handed this fd to this very process for the channel (checked
+            // by owned_channel); from now on the SDK owns it. Close-on-exec keeps it from the
+            // processes this one starts (fcntl is safe with other threads running).
             unsafe {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 UnixStream::from_raw_fd(fd)
@@ -123,6 +109,7 @@ impl Child {
             stop_handlers: Mutex::new(Vec::new()),
             message_handlers: Mutex::new(Vec::new()),
             stop_begun: AtomicBool::new(false),
+            disconnected: AtomicBool::new(false),
         };
         child.write(&FromChild::Hello {
             protocol: PROTOCOL_VERSION,
@@ -165,7 +152,10 @@ impl Child {
             for d in decoded {
                 match d {
                     Ok(Decoded::Message(ToChild::Stop { .. })) => self.begin_stop(),
-                    Ok(Decoded::Message(ToChild::Message { data })) => {
+                    Ok(Decoded::Message(ToChild::Disconnect)) => {
+                        self.disconnected.store(true, Ordering::SeqCst);
+                    }
+                    Ok(Decoded::Message(ToChild::Data(data))) => {
                         let handlers: Vec<MessageHandler> = lock(&self.message_handlers).clone();
                         for h in handlers {
                             if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&data))) {
@@ -178,8 +168,12 @@ impl Child {
                 }
             }
         }
-        // EOF: the supervisor is gone. Its stop request will never come; this is it.
-        self.begin_stop();
+        // EOF after the supervisor's `disconnect`: it lives on and stops this process with a
+        // signal when the time comes. Any other EOF: the supervisor is gone, and its stop
+        // request will never come; this is it.
+        if !self.disconnected.load(Ordering::SeqCst) {
+            self.begin_stop();
+        }
     }
 
     fn watch_signals(&'static self) {
@@ -228,7 +222,7 @@ impl Child {
         }
     }
 
-    fn write<T: Serialize>(&self, msg: &T) -> bool {
+    fn write<T: Outgoing>(&self, msg: &T) -> bool {
         match &self.writer {
             Some(w) => lock(w).write_all(&protocol::encode(msg)).is_ok(),
             None => false,
@@ -241,11 +235,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn is_socket(fd: RawFd) -> bool {
-    // SAFETY: fstat only writes the zeroed struct it is given.
+/// The channel's fd, if this process is the one pm handed it to (protocol.md, section 9.1):
+/// `PM_CHANNEL_FD` names a socket whose device and inode are those of `PM_CHANNEL_ID`, and this
+/// process is the leader of its session. pm starts every service in a session of its own, so a
+/// process it started (or one that process became with `exec`) leads its session, while a
+/// descendant that inherited the same fd and variables (a shell's child, a forked worker) does
+/// not: it runs unsupervised instead of stealing the service's channel.
+fn owned_channel() -> Option<RawFd> {
+    let fd: RawFd = std::env::var(ENV_CHANNEL_FD).ok()?.parse().ok()?;
+    let id = std::env::var(ENV_CHANNEL_ID).ok()?;
+    let (dev, ino) = id.split_once(':')?;
+    let (dev, ino): (u64, u64) = (dev.parse().ok()?, ino.parse().ok()?);
+    // SAFETY: fstat only writes the zeroed struct it is given; getsid and getpid have no
+    // preconditions.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+        let ours = libc::fstat(fd, &mut st) == 0
+            && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+            && st.st_dev as u64 == dev
+            && st.st_ino as u64 == ino
+            && libc::getsid(0) == libc::getpid();
+        ours.then_some(fd)
     }
 }
 
@@ -295,8 +305,8 @@ where
     });
 }
 
-/// Registers a handler for the `data` of each `message` the supervisor sends. Runs on the SDK's
-/// thread `pm-child`.
+/// Registers a handler for the data the controlling process sends through the supervisor: any
+/// JSON value, exactly as it was sent. Runs on the SDK's thread `pm-child`.
 pub fn on_message(handler: impl Fn(&Value) + Send + Sync + 'static) {
     lock(&child().message_handlers).push(Arc::new(handler));
 }
@@ -306,12 +316,14 @@ pub fn ready() {
     child().write(&FromChild::Ready);
 }
 
-/// Sends application data to the supervisor (and the controlling process). Returns false when
-/// there is no supervisor or it is gone.
+/// Sends application data to the supervisor, which passes it on to the controlling process as
+/// it is. Returns false when there is no supervisor or it is gone, when `data` does not
+/// serialize, and for an object whose `cmd` starts with `NODE_` (reserved for Node's and pm's
+/// own messages).
 pub fn send<T: Serialize + ?Sized>(data: &T) -> bool {
     match serde_json::to_value(data) {
-        Ok(data) => child().write(&FromChild::Message { data }),
-        Err(_) => false,
+        Ok(data) if !protocol::is_node_internal(&data) => child().write(&FromChild::Data(data)),
+        _ => false,
     }
 }
 

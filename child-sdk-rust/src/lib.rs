@@ -12,7 +12,7 @@
 //! pm_child::on_stopping(|| {
 //!     println!("flushing the queue before exit");
 //! });
-//! pm_child::on_message(|data| println!("supervisor says {data}"));
+//! pm_child::on_message(|data| println!("the app sent {data}"));
 //! pm_child::ready();
 //! loop {
 //!     // ... the service's work ...
@@ -23,11 +23,11 @@
 //! ## Theory of operation
 //!
 //! The first call into the crate connects: it takes the channel named by `PM_CHANNEL_FD`
-//! (fd 3, a Unix socket from `pm-supervisor`), marks it close-on-exec, removes `PM_CHANNEL_FD`,
-//! `NODE_CHANNEL_FD` and `NODE_CHANNEL_SERIALIZATION_MODE` from the environment (so processes
-//! this one starts inherit neither the fd nor a variable pointing at a wrong one), and sends
-//! `hello`. Make that first call early in `main`, before starting threads that read the
-//! environment.
+//! (fd 3, a Unix socket from `pm-supervisor`) if it is the socket `PM_CHANNEL_ID` identifies and
+//! this process leads its own session (pm starts every service with `setsid`), marks it
+//! close-on-exec, and sends `hello`. A descendant that inherited the fd and the variables (a
+//! shell's child, a forked worker) is not its session's leader and runs unsupervised; so the
+//! SDK never changes the environment, and its first call may come at any time, on any thread.
 //!
 //! A background thread (`pm-child`) reads the channel; it never keeps the process alive. The
 //! stop handlers run once, in registration order, on a thread of their own (`pm-child-stop`),

@@ -1,24 +1,36 @@
-//! The pm wire protocol, version 1: the message types both ends share, and the line codec.
+//! The pm wire protocol, version 2: the message types both ends share, and the line codec.
 //!
 //! `protocol.md` at the root of the repository is the normative text; this module is its second
 //! copy, and the vectors in `tests/protocol/` keep the two (and the Python and Node ends) in step.
 //!
 //! Framing: one JSON value per `\n`-terminated UTF-8 line, at most [`MAX_LINE_BYTES`] bytes
-//! before the `\n`. Every object carries a string field `type`. Unknown types are ignored;
-//! anything else that is not a valid message is a [`LineError`] that the reader reports and skips.
+//! before the `\n`. pm's own messages are objects with `"cmd":"NODE_PM"` and a string `type`;
+//! Node routes objects whose `cmd` starts with `NODE_` to its internal handler, never to the
+//! application, so they cannot collide with user data. Every other value is application data,
+//! carried as it is. Unknown pm types are ignored; anything else that is not a valid line is a
+//! [`LineError`] that the reader reports and skips.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol version this crate speaks (`PM_PROTOCOL` in the child's environment).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The longest line either end accepts, not counting the terminating `\n`.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
+/// The `cmd` of pm's own messages. Node treats every object whose `cmd` starts with `NODE_` as
+/// one of its internal messages (`'internalMessage'`), so a Node child's `'message'` listeners
+/// never see pm's messages, and nothing a Node application sends can look like one by accident.
+pub const PM_CMD: &str = "NODE_PM";
+
 /// Environment variable naming the child's end of the channel (always `3` from pm-supervisor).
 pub const ENV_CHANNEL_FD: &str = "PM_CHANNEL_FD";
+/// Environment variable identifying the child's end of the channel: `<st_dev>:<st_ino>` of the
+/// socket, so that a process that inherited some other fd under that number (a cluster worker,
+/// whose fd 3 is its own IPC channel) does not take it for pm's.
+pub const ENV_CHANNEL_ID: &str = "PM_CHANNEL_ID";
 /// Environment variable carrying the protocol version.
 pub const ENV_PROTOCOL: &str = "PM_PROTOCOL";
 /// Environment variable carrying the service's name (empty for a nameless service).
@@ -40,32 +52,32 @@ pub enum StopReason {
     Shutdown,
 }
 
-/// A message from the supervisor to a child.
+/// A line from the supervisor to a child: one of pm's messages, or application data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ToChild {
     /// Run the stop handlers and exit. After `timeout_ms` (plus granted extensions) the
-    /// supervisor SIGKILLs the child's process group.
+    /// supervisor SIGKILLs the child's process group. Sent only to children that said `hello`.
     Stop {
         /// Why the child is being stopped.
         reason: StopReason,
         /// Milliseconds until SIGKILL, counted from when this message was sent.
         timeout_ms: u64,
     },
-    /// Application data sent to the service.
-    Message {
-        /// Any JSON value.
-        #[serde(default)]
-        data: Value,
-    },
+    /// The supervisor is about to close this channel on its controller's request: the EOF that
+    /// follows is not the supervisor's death, and not a stop request.
+    Disconnect,
+    /// Application data from the controlling process: any JSON value, written as it is.
+    #[serde(skip)]
+    Data(Value),
 }
 
-/// A message from a child to the supervisor.
+/// A line from a child to the supervisor: one of pm's messages, or application data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum FromChild {
-    /// First message of a child that understands the protocol: from now on it gets `stop`
-    /// messages and answers them with `stopping`.
+    /// First message of a child that speaks the protocol: from now on it gets `stop` messages
+    /// and answers them with `stopping`.
     Hello {
         /// Protocol version the child speaks.
         protocol: u32,
@@ -76,7 +88,8 @@ pub enum FromChild {
         #[serde(default)]
         version: String,
     },
-    /// The service is ready (also sent as the bare JSON string `"ready"`).
+    /// The service is ready (the bare string `"ready"`, PM2's `process.send('ready')`, says it
+    /// too: see [`FromChild::means_ready`]).
     Ready,
     /// The child received `stop` and is running its handlers.
     Stopping,
@@ -85,47 +98,93 @@ pub enum FromChild {
         /// Milliseconds from now.
         ms: u64,
     },
-    /// Application data sent to the supervisor.
-    Message {
-        /// Any JSON value.
-        #[serde(default)]
-        data: Value,
-    },
+    /// Application data for the controlling process: any JSON value, as the child wrote it.
+    #[serde(skip)]
+    Data(Value),
 }
 
-/// A message type one end can receive: which `type` values it knows.
-pub trait Incoming: DeserializeOwned {
-    /// The `type` values this end understands; any other type is ignored.
-    const TYPES: &'static [&'static str];
-    /// A bare JSON string accepted as a message (`"ready"` from a child).
-    fn from_bare_string(_s: &str) -> Option<Self> {
-        None
+impl FromChild {
+    /// Whether this line says the service is ready: pm's `ready`, or the bare string `"ready"`
+    /// (which is application data as well).
+    pub fn means_ready(&self) -> bool {
+        match self {
+            FromChild::Ready => true,
+            FromChild::Data(Value::String(s)) => s == "ready",
+            _ => false,
+        }
     }
 }
 
+/// A line type one end can receive.
+pub trait Incoming: DeserializeOwned {
+    /// The pm `type` values this end understands; any other pm type is ignored.
+    const TYPES: &'static [&'static str];
+    /// Application data.
+    fn data(value: Value) -> Self;
+}
+
 impl Incoming for ToChild {
-    const TYPES: &'static [&'static str] = &["stop", "message"];
+    const TYPES: &'static [&'static str] = &["stop", "disconnect"];
+    fn data(value: Value) -> Self {
+        ToChild::Data(value)
+    }
 }
 
 impl Incoming for FromChild {
-    const TYPES: &'static [&'static str] = &["hello", "ready", "stopping", "extend", "message"];
-    fn from_bare_string(s: &str) -> Option<Self> {
-        (s == "ready").then_some(FromChild::Ready)
+    const TYPES: &'static [&'static str] = &["hello", "ready", "stopping", "extend"];
+    fn data(value: Value) -> Self {
+        FromChild::Data(value)
+    }
+}
+
+/// A line type one end writes.
+pub trait Outgoing: Serialize {
+    /// The application data this line carries as it is, if it is not one of pm's messages.
+    fn as_data(&self) -> Option<&Value>;
+}
+
+impl Outgoing for ToChild {
+    fn as_data(&self) -> Option<&Value> {
+        match self {
+            ToChild::Data(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Outgoing for FromChild {
+    fn as_data(&self) -> Option<&Value> {
+        match self {
+            FromChild::Data(v) => Some(v),
+            _ => None,
+        }
     }
 }
 
 /// A line that decoded without error.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded<T> {
-    /// A message this end understands.
+    /// A message this end understands, or application data.
     Message(T),
-    /// An object with a `type` this end does not know: ignored, as the protocol says.
+    /// A pm message with a `type` this end does not know: ignored, as the protocol says.
     Unknown(String),
     /// An empty (or whitespace-only) line: ignored.
     Empty,
 }
 
-/// Why a line is not a valid message. The reader logs it and goes on with the next line.
+/// Whether Node would route `value` to its internal handler (`'internalMessage'`) instead of the
+/// application's `'message'` listeners: an object whose `cmd` is a string longer than `NODE_`
+/// that starts with it. pm's own messages are such objects; application data never is.
+pub fn is_node_internal(value: &Value) -> bool {
+    match value.get("cmd") {
+        Some(Value::String(cmd)) => cmd.len() > "NODE_".len() && cmd.starts_with("NODE_"),
+        _ => false,
+    }
+}
+
+/// Why a line is not a valid message. The reader logs it and goes on with the next line. The
+/// `Display` text is bounded (a few hundred bytes) and quotes nothing of the line but short
+/// protocol fields, so it can go to a log whatever the line was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LineError {
@@ -141,21 +200,84 @@ pub enum LineError {
     },
     /// The line is not JSON.
     NotJson(String),
-    /// Valid JSON, but not an object with a string `type` (nor the bare string `"ready"`).
+    /// A pm message (`"cmd":"NODE_PM"`) without a string `type`.
     NoType {
-        /// What the value was: `array`, `number`, `object without "type"`, ...
+        /// What the `type` was: `missing`, `a number`, ...
         found: String,
     },
-    /// A Node-internal message (`{"cmd":"NODE_..."}`), such as a handle being passed;
-    /// pm neither sends nor accepts these.
+    /// A Node-internal message other than pm's own (`{"cmd":"NODE_HANDLE",...}`, a handle being
+    /// passed); pm neither sends nor accepts these.
     NodeInternal(String),
-    /// A known `type` whose other fields are wrong.
+    /// A known pm `type` whose other fields are wrong.
     BadFields {
         /// The message type.
         kind: String,
         /// What serde said about it.
         error: String,
     },
+}
+
+/// A protocol name (`cmd`, `type`) as a report may show it: whole when it is short, else only
+/// its length (it is then something a child made up, not a protocol name).
+fn name_or_len(s: &str) -> String {
+    if s.len() <= 24 {
+        s.to_owned()
+    } else {
+        format!("<{} bytes>", s.len())
+    }
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary), marked when cut.
+fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
+
+/// serde's message with every quoted value longer than a short protocol field replaced by its
+/// length: serde quotes the offending value (`invalid type: string "..."`), which may be
+/// anything a child wrote.
+fn without_values(error: &str) -> String {
+    const SHORT: usize = 24;
+    let mut out = String::new();
+    let mut rest = error;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        // serde writes strings with Debug escapes, so an unescaped quote closes the value.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == quote {
+                close = Some(i);
+                break;
+            }
+        }
+        let Some(close) = close else {
+            out.push_str(&format!("<{} bytes>", after.len()));
+            return out;
+        };
+        let inner = &after[..close];
+        if inner.len() > SHORT {
+            out.push_str(&format!("<{} bytes>", inner.len()));
+        } else {
+            out.push_str(inner);
+        }
+        out.push(quote);
+        rest = &after[close + quote.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl std::fmt::Display for LineError {
@@ -168,18 +290,23 @@ impl std::fmt::Display for LineError {
             LineError::NotUtf8 { at } => {
                 write!(f, "line is not UTF-8 (invalid byte at offset {at})")
             }
-            LineError::NotJson(e) => write!(f, "line is not JSON: {e}"),
-            LineError::NoType { found } => {
-                write!(
-                    f,
-                    "expected an object with a string \"type\", found {found}"
-                )
-            }
+            LineError::NotJson(e) => write!(f, "line is not JSON: {}", bounded(e, 120)),
+            LineError::NoType { found } => write!(
+                f,
+                "a pm message (\"cmd\":\"{PM_CMD}\") needs a string \"type\", found {}",
+                name_or_len(found)
+            ),
             LineError::NodeInternal(cmd) => write!(
                 f,
-                "Node-internal message {cmd:?} ignored (pm does not pass handles over the channel)"
+                "Node-internal message {:?} ignored (pm does not pass handles over the channel)",
+                name_or_len(cmd)
             ),
-            LineError::BadFields { kind, error } => write!(f, "bad \"{kind}\" message: {error}"),
+            LineError::BadFields { kind, error } => write!(
+                f,
+                "bad \"{}\" message: {}",
+                name_or_len(kind),
+                bounded(&without_values(error), 160)
+            ),
         }
     }
 }
@@ -214,43 +341,32 @@ pub fn decode<T: Incoming>(line: &[u8]) -> Result<Decoded<T>, LineError> {
         return Ok(Decoded::Empty);
     }
     let value: Value = serde_json::from_str(text).map_err(|e| LineError::NotJson(e.to_string()))?;
-    match value {
-        Value::String(s) => match T::from_bare_string(&s) {
-            Some(m) => Ok(Decoded::Message(m)),
-            None => Err(LineError::NoType {
-                found: format!("the string {s:?}"),
-            }),
-        },
-        Value::Object(ref obj) => {
-            // Node's handle passing carries a `type` of its own ("net.Socket"); `cmd` marks it.
-            if let Some(Value::String(cmd)) = obj.get("cmd") {
-                if cmd.starts_with("NODE_") {
-                    return Err(LineError::NodeInternal(cmd.clone()));
-                }
+    if !is_node_internal(&value) {
+        return Ok(Decoded::Message(T::data(value)));
+    }
+    // Node's handle passing carries a `type` of its own ("net.Socket"); only `cmd` tells.
+    if value["cmd"] != PM_CMD {
+        let cmd = value["cmd"].as_str().unwrap_or_default();
+        return Err(LineError::NodeInternal(name_or_len(cmd)));
+    }
+    match value.get("type") {
+        Some(Value::String(kind)) => {
+            if !T::TYPES.contains(&kind.as_str()) {
+                return Ok(Decoded::Unknown(name_or_len(kind)));
             }
-            match obj.get("type") {
-                Some(Value::String(kind)) => {
-                    if !T::TYPES.contains(&kind.as_str()) {
-                        return Ok(Decoded::Unknown(kind.clone()));
-                    }
-                    let kind = kind.clone();
-                    serde_json::from_value(value)
-                        .map(Decoded::Message)
-                        .map_err(|e| LineError::BadFields {
-                            kind,
-                            error: e.to_string(),
-                        })
-                }
-                Some(other) => Err(LineError::NoType {
-                    found: format!("an object whose \"type\" is {}", json_kind(other)),
-                }),
-                None => Err(LineError::NoType {
-                    found: "an object without \"type\"".into(),
-                }),
-            }
+            let kind = kind.clone();
+            serde_json::from_value(value)
+                .map(Decoded::Message)
+                .map_err(|e| LineError::BadFields {
+                    kind,
+                    error: e.to_string(),
+                })
         }
-        other => Err(LineError::NoType {
-            found: json_kind(&other).into(),
+        Some(other) => Err(LineError::NoType {
+            found: json_kind(other).into(),
+        }),
+        None => Err(LineError::NoType {
+            found: "none".into(),
         }),
     }
 }
@@ -266,13 +382,44 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Encodes a message as one line, `\n` included. serde_json escapes every control character,
-/// so the result never contains a `\n` before the last byte.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    // Serializing these types cannot fail: no maps with non-string keys, no failing Serialize impls.
-    let mut out = serde_json::to_vec(msg).unwrap_or_else(|_| b"null".to_vec());
+/// pm's messages on the wire: `cmd` first, then the message's own fields.
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    cmd: &'static str,
+    #[serde(flatten)]
+    msg: &'a T,
+}
+
+/// Encodes a line, `\n` included: application data as it is, pm's messages with their `cmd`.
+/// serde_json escapes every control character, so the result never contains a `\n` before the
+/// last byte.
+pub fn encode<T: Outgoing>(msg: &T) -> Vec<u8> {
+    // Serializing JSON values and these types cannot fail: no maps with non-string keys, no
+    // failing Serialize impls.
+    let out = match msg.as_data() {
+        Some(data) => serde_json::to_vec(data),
+        None => serde_json::to_vec(&Envelope { cmd: PM_CMD, msg }),
+    };
+    let mut out = out.unwrap_or_else(|_| b"null".to_vec());
     out.push(b'\n');
     out
+}
+
+/// The length of `value` as [`encode`] writes it (without the `\n`), without building it.
+pub fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// What [`LineDecoder::feed`] hands out.
@@ -390,26 +537,68 @@ mod tests {
 
     #[test]
     fn encode_is_one_line() {
-        let line = encode(&ToChild::Message {
-            data: Value::String("a\nb\u{2028}".into()),
-        });
+        let line = encode(&ToChild::Data(Value::String("a\nb\u{2028}".into())));
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
         assert_eq!(line.last(), Some(&b'\n'));
     }
 
     #[test]
-    fn bare_ready_and_unknown_types() {
+    fn pm_messages_are_node_internal_and_data_is_anything_else() {
         assert_eq!(
             decode::<FromChild>(b"\"ready\""),
-            Ok(Decoded::Message(FromChild::Ready))
+            Ok(Decoded::Message(FromChild::Data(Value::String(
+                "ready".into()
+            ))))
+        );
+        assert!(FromChild::Data(Value::String("ready".into())).means_ready());
+        assert_eq!(
+            decode::<FromChild>(br#"{"cmd":"NODE_PM","type":"later","x":1}"#),
+            Ok(Decoded::Unknown("later".into()))
         );
         assert_eq!(
-            decode::<FromChild>(br#"{"type":"later","x":1}"#),
-            Ok(Decoded::Unknown("later".into()))
+            decode::<FromChild>(br#"{"type":"ready"}"#),
+            Ok(Decoded::Message(FromChild::Data(
+                serde_json::json!({"type": "ready"})
+            )))
         );
         assert!(matches!(
             decode::<FromChild>(br#"{"cmd":"NODE_HANDLE"}"#),
             Err(LineError::NodeInternal(_))
         ));
+        assert_eq!(
+            encode(&FromChild::Extend { ms: 5 }),
+            b"{\"cmd\":\"NODE_PM\",\"type\":\"extend\",\"ms\":5}\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn error_texts_are_bounded_whatever_the_line() {
+        let huge = "x".repeat(800_000);
+        let lines = [
+            format!("{{\"cmd\":\"NODE_{huge}\"}}"),
+            format!("{{\"cmd\":\"NODE_PM\",\"type\":\"extend\",\"ms\":\"{huge}\"}}"),
+            format!(
+                "{{\"cmd\":\"NODE_PM\",\"type\":\"hello\",\"protocol\":1,\"sdk\":[\"{huge}\"]}}"
+            ),
+            format!("{{\"cmd\":\"NODE_PM\",\"type\":{{\"{huge}\":1}}}}"),
+            format!("\"{huge}"),
+            huge.clone(),
+        ];
+        for line in &lines {
+            let e = decode::<FromChild>(line.as_bytes()).expect_err("a bad line");
+            let text = e.to_string();
+            assert!(
+                text.len() <= 300,
+                "{} bytes: {}",
+                text.len(),
+                &text[..300.min(text.len())]
+            );
+            assert!(!text.contains(&"x".repeat(50)), "{text}");
+        }
+        let unknown = format!("{{\"cmd\":\"NODE_PM\",\"type\":\"{huge}\"}}");
+        match decode::<FromChild>(unknown.as_bytes()) {
+            Ok(Decoded::Unknown(kind)) => assert!(kind.len() < 100),
+            other => panic!("{other:?}"),
+        }
     }
 }

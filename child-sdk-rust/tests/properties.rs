@@ -63,12 +63,42 @@ proptest! {
         let _ = protocol::decode::<ToChild>(&line);
     }
 
-    /// Whatever a message carries, it is written as exactly one line that decodes back to it.
+    /// Whatever data a message carries, it is written as exactly one line that decodes back to
+    /// the same data, keys in the same order.
     #[test]
-    fn encoding_round_trips(text in ".*", n in any::<u64>()) {
-        let msg = FromChild::Message { data: serde_json::json!({"text": text, "n": n}) };
-        let line = protocol::encode(&msg);
-        prop_assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
-        prop_assert_eq!(protocol::decode::<FromChild>(&line[..line.len() - 1]), Ok(protocol::Decoded::Message(msg)));
+    fn data_round_trips(text in ".*", key in "[a-z]{1,8}", n in any::<u64>(), x in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
+        for data in [
+            serde_json::json!({"text": text, "n": n}),
+            serde_json::json!({ key.clone(): x, "a": [text, null], "cmd": "NODE" }),
+            serde_json::Value::String(text.clone()),
+            serde_json::json!(x),
+        ] {
+            let msg = FromChild::Data(data.clone());
+            let line = protocol::encode(&msg);
+            prop_assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            prop_assert_eq!(protocol::encoded_len(&data), line.len() - 1);
+            let back = protocol::decode::<FromChild>(&line[..line.len() - 1]);
+            prop_assert_eq!(&back, &Ok(protocol::Decoded::Message(msg)));
+            if let Ok(protocol::Decoded::Message(FromChild::Data(d))) = back {
+                prop_assert_eq!(d.to_string(), data.to_string());
+            }
+        }
+    }
+
+    /// A bad line's report is a few hundred bytes at most, whatever the line held.
+    #[test]
+    fn error_reports_are_bounded(junk in ".{0,3000}", n in 0usize..4) {
+        let line = match n {
+            0 => format!("{{\"cmd\":\"NODE_PM\",\"type\":\"extend\",\"ms\":{}}}", serde_json::Value::String(junk)),
+            1 => format!("{{\"cmd\":{}}}", serde_json::Value::String(format!("NODE_{junk}"))),
+            2 => format!("{{\"cmd\":\"NODE_PM\",\"type\":\"stop\",\"reason\":{}}}", serde_json::Value::String(junk)),
+            _ => junk,
+        };
+        if let Err(e) = protocol::decode::<ToChild>(line.as_bytes()) {
+            prop_assert!(e.to_string().len() <= 300, "{}", e);
+        }
+        if let Err(e) = protocol::decode::<FromChild>(line.as_bytes()) {
+            prop_assert!(e.to_string().len() <= 300, "{}", e);
+        }
     }
 }

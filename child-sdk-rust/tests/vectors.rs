@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use pm_child::protocol::{
-    self, Decoded, Frame, FromChild, Incoming, LineDecoder, LineError, MAX_LINE_BYTES, ToChild,
+    self, Decoded, Frame, FromChild, Incoming, LineDecoder, LineError, MAX_LINE_BYTES, Outgoing,
+    ToChild,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -63,7 +64,23 @@ fn read<T: Incoming>(line: &[u8]) -> Vec<Result<Decoded<T>, LineError>> {
     out
 }
 
-fn check<T: Incoming + Serialize>(file: &str) {
+/// The case's expectation for a decoded line, in the vectors' terms.
+trait Expected: Incoming + Serialize + Outgoing {
+    /// `"ready": true` in a from_child case.
+    fn means_ready(&self) -> bool {
+        false
+    }
+}
+
+impl Expected for ToChild {}
+
+impl Expected for FromChild {
+    fn means_ready(&self) -> bool {
+        FromChild::means_ready(self)
+    }
+}
+
+fn check<T: Expected>(file: &str) {
     let cases = vectors(file);
     assert!(cases.len() >= 10, "{file} has its cases");
     for case in cases {
@@ -74,16 +91,25 @@ fn check<T: Incoming + Serialize>(file: &str) {
         let expect = &case["expect"];
         match got {
             Ok(Decoded::Message(m)) => {
-                let value = serde_json::to_value(&m).expect("serializable");
-                if let Some(len) = expect["message_data_len"].as_u64() {
-                    assert_eq!(
-                        value["data"].as_str().map(str::len),
-                        Some(len as usize),
-                        "{name}"
-                    );
-                } else {
-                    assert_eq!(&value, &expect["message"], "{name}");
+                match m.as_data() {
+                    Some(data) => {
+                        if let Some(len) = expect["data_len"].as_u64() {
+                            assert_eq!(data.as_str().map(str::len), Some(len as usize), "{name}");
+                        } else {
+                            assert_eq!(Some(data), expect.get("data"), "{name}");
+                            // Keys in the order the writer wrote them.
+                            assert_eq!(data.to_string(), expect["data"].to_string(), "{name}");
+                        }
+                    }
+                    None => {
+                        let value = serde_json::to_value(&m).expect("serializable");
+                        assert_eq!(&value, &expect["pm"], "{name}");
+                    }
                 }
+                let ready = expect["ready"]
+                    .as_bool()
+                    .unwrap_or(expect["pm"]["type"] == "ready");
+                assert_eq!(m.means_ready(), ready, "{name}: ready");
             }
             Ok(Decoded::Unknown(_)) => assert_eq!(expect["ignored"], "unknown", "{name}"),
             Ok(Decoded::Empty) => assert_eq!(expect["ignored"], "empty", "{name}"),
@@ -102,19 +128,24 @@ fn lines_to_children() {
     check::<ToChild>("to_child.jsonl");
 }
 
+/// A message of the vectors' `encode.jsonl`: `{"pm": M}` or `{"data": V}`.
+fn message<T: Incoming>(m: &Value) -> T {
+    match (m.get("pm"), m.get("data")) {
+        (Some(pm), None) => serde_json::from_value(pm.clone()).expect("a pm message"),
+        (None, Some(data)) => T::data(data.clone()),
+        _ => panic!("a message is {{\"pm\": M}} or {{\"data\": V}}: {m}"),
+    }
+}
+
 #[test]
 fn encoding_is_byte_exact() {
-    for case in vectors("encode.jsonl") {
+    let cases = vectors("encode.jsonl");
+    assert!(cases.len() >= 8);
+    for case in cases {
         let name = case["name"].as_str().expect("name");
         let line = match case["direction"].as_str() {
-            Some("from_child") => {
-                let m: FromChild = serde_json::from_value(case["message"].clone()).expect(name);
-                protocol::encode(&m)
-            }
-            _ => {
-                let m: ToChild = serde_json::from_value(case["message"].clone()).expect(name);
-                protocol::encode(&m)
-            }
+            Some("from_child") => protocol::encode(&message::<FromChild>(&case["message"])),
+            _ => protocol::encode(&message::<ToChild>(&case["message"])),
         };
         let expected = format!("{}\n", case["line"].as_str().expect("line"));
         assert_eq!(String::from_utf8(line).expect("utf-8"), expected, "{name}");

@@ -26,7 +26,8 @@ pm.onstopping(() => console.log('[pm] quitting: stopping the services'))
 
 async function startServices() {
   const logs = app.getPath('logs')
-  // A Node service: inside Electron it runs on process.execPath with ELECTRON_RUN_AS_NODE=1.
+  // A Node service: inside Electron it runs on process.execPath with ELECTRON_RUN_AS_NODE=1,
+  // which reads the script inside app.asar.
   await pm.start({
     name: 'api',
     script: path.join(__dirname, 'services', 'api', 'index.js'),

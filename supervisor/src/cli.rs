@@ -190,10 +190,47 @@ pub fn act(target: &Target, req: Value) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `send NAME JSON`.
-pub fn send(target: &Target, name: &str, data: &str) -> Result<(), CliError> {
+/// Where `send` takes its data from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataInput {
+    /// The command-line argument itself (at most 128 KiB on Linux).
+    Arg(String),
+    /// A file (`--file PATH`).
+    File(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+}
+
+/// `send NAME JSON`, `send NAME --file PATH`, `send NAME -` (stdin).
+pub fn send(target: &Target, name: &str, input: DataInput) -> Result<(), CliError> {
+    // One byte more than a request line may hold is enough to know it is too long.
+    let limit = pm_child::protocol::MAX_LINE_BYTES as u64 + 1;
+    let (text, from) = match input {
+        DataInput::Arg(s) => (s.into_bytes(), "the data".to_owned()),
+        DataInput::File(path) => {
+            let mut text = Vec::new();
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(limit).read_to_end(&mut text))
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+            (text, path.display().to_string())
+        }
+        DataInput::Stdin => {
+            let mut text = Vec::new();
+            std::io::stdin()
+                .take(limit)
+                .read_to_end(&mut text)
+                .map_err(|e| err(format!("reading stdin: {e}")))?;
+            (text, "stdin".to_owned())
+        }
+    };
+    if text.len() as u64 >= limit {
+        return Err(err(format!(
+            "{from}: more than {} bytes; a message must fit in one line of the control channel",
+            pm_child::protocol::MAX_LINE_BYTES
+        )));
+    }
     let data: Value =
-        serde_json::from_str(data).map_err(|e| err(format!("the data is not JSON: {e}")))?;
+        serde_json::from_slice(&text).map_err(|e| err(format!("{from} is not JSON: {e}")))?;
     let r = Client::connect(&socket_of(target)?)?
         .request(json!({"type": "send", "name": name, "data": data}))?;
     println!("sent to {} process(es)", r["sent"]);

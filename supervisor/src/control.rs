@@ -28,6 +28,7 @@ enum Request {
     Stopall(IdOnly),
     List(IdOnly),
     Send(SendRequest),
+    Disconnect(NameRequest),
     Shutdown(IdOnly),
     Subscribe(IdOnly),
 }
@@ -99,6 +100,7 @@ impl From<ActionError> for Failure {
     fn from(e: ActionError) -> Failure {
         let code = match e {
             ActionError::NoSuchService(_) => "no_such_service",
+            ActionError::ReservedData | ActionError::TooLarge(_) => "bad_request",
             _ => "shutting_down",
         };
         Failure::new(code, e.to_string())
@@ -123,12 +125,14 @@ pub enum OnEof {
     Shutdown,
 }
 
-/// Serves one control connection until EOF. `events`: push every event (the inherited fd)
-/// rather than only after `subscribe`. `base`: folder for relative paths of `start` specs.
+/// Serves one control connection until EOF. `events`: push every event from this subscription
+/// on (the inherited fd; made by the caller, so that nothing that happens before this task runs
+/// is missed) rather than only after `subscribe`. `base`: folder for relative paths of `start`
+/// specs.
 pub async fn serve_connection<S>(
     stream: S,
     handle: Handle,
-    events: bool,
+    events: Option<broadcast::Receiver<crate::supervisor::Event>>,
     base: Arc<Path>,
     on_eof: OnEof,
 ) where
@@ -146,11 +150,8 @@ pub async fn serve_connection<S>(
         }
     });
     let mut pusher = None;
-    if events {
-        pusher = Some(tokio::spawn(push_events(
-            handle.subscribe(),
-            out_tx.clone(),
-        )));
+    if let Some(events) = events {
+        pusher = Some(tokio::spawn(push_events(events, out_tx.clone())));
     }
     let mut decoder = LineDecoder::new(MAX_LINE_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
@@ -273,13 +274,14 @@ fn parse(line: &[u8]) -> Result<Option<Request>, (Value, Failure)> {
         "stopall" => typed(value).map(Request::Stopall),
         "list" => typed(value).map(Request::List),
         "send" => typed(value).map(Request::Send),
+        "disconnect" => typed(value).map(Request::Disconnect),
         "shutdown" => typed(value).map(Request::Shutdown),
         "subscribe" => typed(value).map(Request::Subscribe),
         _ => {
             return bad(
                 id,
                 format!(
-                    "unknown request type {kind:?} (known: start, stop, restart, stopall, list, send, shutdown, subscribe)"
+                    "unknown request type {kind:?} (known: start, stop, restart, stopall, list, send, disconnect, shutdown, subscribe)"
                 ),
             );
         }
@@ -320,6 +322,14 @@ async fn execute(
                 .map(|n| json!({ "sent": n }))
                 .map_err(Failure::from);
             (r.id, sent)
+        }
+        Request::Disconnect(r) => {
+            let closed = handle
+                .disconnect(Selector::Name(r.name))
+                .await
+                .map(|n| json!({ "disconnected": n }))
+                .map_err(Failure::from);
+            (r.id, closed)
         }
         Request::Shutdown(r) => (
             r.id,
@@ -456,7 +466,7 @@ mod tests {
 
         #[test]
         fn parsing_json_shaped_junk_never_panics(
-            kind in "start|stop|restart|stopall|list|send|shutdown|subscribe|x",
+            kind in "start|stop|restart|stopall|list|send|disconnect|shutdown|subscribe|x",
             id in "1|\"a\"|null|\\{\\}|\\[\\]|-1|1\\.5",
             extra in "|,\"name\":1|,\"spec\":\\{\\}|,\"spec\":\\{\"script\":1\\}|,\"data\":\\[\\]|,\"wait\":\"soon\"",
         ) {

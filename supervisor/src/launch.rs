@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 use pm_child::protocol::{
-    ENV_CHANNEL_FD, ENV_NODE_CHANNEL_FD, ENV_NODE_CHANNEL_SERIALIZATION_MODE, ENV_PROTOCOL,
-    ENV_SERVICE_NAME, PROTOCOL_VERSION,
+    ENV_CHANNEL_FD, ENV_CHANNEL_ID, ENV_NODE_CHANNEL_FD, ENV_NODE_CHANNEL_SERIALIZATION_MODE,
+    ENV_PROTOCOL, ENV_SERVICE_NAME, PROTOCOL_VERSION,
 };
 
 use crate::config::ServiceSpec;
@@ -27,8 +27,9 @@ pub const ENV_SERVICE_TAG: &str = "PM_SERVICE_TAG";
 
 /// Variables the supervisor sets itself; inherited copies are removed first, so that a
 /// supervisor started by a Node parent does not hand its own `NODE_CHANNEL_FD` to a child.
-const OWN_VARS: [&str; 6] = [
+const OWN_VARS: [&str; 7] = [
     ENV_CHANNEL_FD,
+    ENV_CHANNEL_ID,
     ENV_PROTOCOL,
     ENV_SERVICE_NAME,
     ENV_SERVICE_TAG,
@@ -201,10 +202,12 @@ pub struct Spawned {
 /// signalled), stdin from /dev/null, stdout and stderr to pipes, the channel on fd 3, and the
 /// protocol's variables. `tag` is the value of [`ENV_SERVICE_TAG`].
 pub fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawned, LaunchError> {
-    let (ours, theirs) = UnixStream::pair().map_err(|source| LaunchError::Spawn {
+    let spawn_error = |source| LaunchError::Spawn {
         program: plan.program.clone(),
         source,
-    })?;
+    };
+    let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
+    let channel_id = socket_id(&theirs).map_err(spawn_error)?;
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args)
         .current_dir(&spec.cwd)
@@ -224,6 +227,7 @@ pub fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawned, Laun
         cmd.env("PYTHONPATH", pythonpath);
     }
     cmd.env(ENV_CHANNEL_FD, CHILD_CHANNEL_FD.to_string())
+        .env(ENV_CHANNEL_ID, channel_id)
         .env(ENV_PROTOCOL, PROTOCOL_VERSION.to_string())
         .env(ENV_SERVICE_NAME, spec.name.as_deref().unwrap_or(""))
         .env(ENV_SERVICE_TAG, tag);
@@ -281,6 +285,14 @@ pub fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawned, Laun
         stdout: stdout.into(),
         stderr: stderr.into(),
     })
+}
+
+/// `<st_dev>:<st_ino>` of a socket: what `PM_CHANNEL_ID` says, so that an SDK can tell the
+/// channel pm gave its process from another fd that happens to have the same number.
+fn socket_id(socket: &UnixStream) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::File::from(OwnedFd::from(socket.try_clone()?)).metadata()?;
+    Ok(format!("{}:{}", meta.dev(), meta.ino()))
 }
 
 #[cfg(test)]

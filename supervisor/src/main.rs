@@ -64,12 +64,16 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Send a JSON message to every service with this name.
+    /// Send a JSON value to every service with this name.
     Send {
         /// Service name.
         name: String,
-        /// The message data, as JSON.
-        data: String,
+        /// The data, as JSON; `-` reads it from stdin.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        data: Option<String>,
+        /// Read the data (JSON) from this file instead.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -135,8 +139,19 @@ fn main() -> ExitCode {
         Command::Stopall { target } => {
             cli::exit_code(cli::act(&target.into(), json!({"type": "stopall"})))
         }
-        Command::Send { name, data, target } => {
-            cli::exit_code(cli::send(&target.into(), &name, &data))
+        Command::Send {
+            name,
+            data,
+            file,
+            target,
+        } => {
+            let input = match (data, file) {
+                (_, Some(path)) => cli::DataInput::File(path),
+                (Some(d), None) if d == "-" => cli::DataInput::Stdin,
+                (Some(d), None) => cli::DataInput::Arg(d),
+                (None, None) => cli::DataInput::Stdin,
+            };
+            cli::exit_code(cli::send(&target.into(), &name, input))
         }
         Command::Logs {
             name,

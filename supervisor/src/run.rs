@@ -172,10 +172,12 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
         let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
         stream.set_nonblocking(true)?;
         let stream = tokio::net::UnixStream::from_std(stream)?;
+        // Subscribed here, before the config's services start below: the task's first turn
+        // may come after their `started` events.
         tokio::spawn(control::serve_connection(
             stream,
             handle.clone(),
-            true,
+            Some(handle.subscribe()),
             base,
             OnEof::Shutdown,
         ));
@@ -212,7 +214,7 @@ async fn accept_loop(listener: tokio::net::UnixListener, handle: Handle, base: A
                 tokio::spawn(control::serve_connection(
                     stream,
                     handle.clone(),
-                    false,
+                    None,
                     base.clone(),
                     OnEof::Nothing,
                 ));

@@ -1,9 +1,8 @@
 //! The stop sequence of one process, as a pure state machine over time: no I/O, no clock of its
 //! own. The actor feeds it what happened and carries out the actions it returns.
 //!
-//! 1. A child with a channel (it said `hello`, or it is a Node child, whose IPC is native) is
-//!    sent `stop`. If it does not answer `stopping` within [`ack_window`], or it has no
-//!    channel, its process group gets SIGTERM.
+//! 1. A child with a channel that said `hello` is sent `stop`. If it does not answer `stopping`
+//!    within [`ack_window`], or it has no such channel, its process group gets SIGTERM.
 //! 2. At `killTimeout` after the request (later if the child asked with `extend`, up to
 //!    [`max_stop_time`]) the process group gets SIGKILL.
 //!
@@ -26,7 +25,7 @@ pub fn max_stop_time(kill_timeout: Duration) -> Duration {
 /// Something the actor must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Send `{"type":"stop",...}` on the channel.
+    /// Send `{"cmd":"NODE_PM","type":"stop",...}` on the channel.
     SendStop,
     /// SIGTERM to the process group.
     Term,

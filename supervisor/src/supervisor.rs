@@ -123,13 +123,31 @@ pub enum EventKind {
         /// Crashes in a row.
         crashes: u32,
     },
-    /// A child sent a message.
+    /// A child sent application data.
     Message {
         /// Pid.
         pid: i32,
-        /// The data.
+        /// The data, exactly as the child sent it.
         data: serde_json::Value,
     },
+}
+
+/// Bytes of a `message` event of service `id` (named `name`) for process `pid` on the control
+/// channel, without its data: what a child's data may add before the event would pass the
+/// line limit. The control channel writes an event as this serialization with `"type":"event"`
+/// added; the time is always 24 characters.
+pub(crate) fn message_event_envelope(id: ServiceId, name: Option<&str>, pid: i32) -> usize {
+    let event = Event {
+        time: SystemTime::now(),
+        id,
+        name: name.map(str::to_owned),
+        kind: EventKind::Message {
+            pid,
+            data: serde_json::Value::Null,
+        },
+    };
+    let len = serde_json::to_vec(&event).map_or(0, |v| v.len());
+    len - "null".len() + r#","type":"event""#.len()
 }
 
 fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +167,15 @@ pub enum ActionError {
     /// The actor has ended.
     #[error("the supervisor has shut down")]
     Gone,
+    /// Data for a child that is an object whose `cmd` starts with `NODE_`: that form is reserved
+    /// for Node's and pm's own messages, which a Node child would act on.
+    #[error(
+        "data: an object whose \"cmd\" starts with \"NODE_\" is reserved for Node's and pm's own messages"
+    )]
+    ReservedData,
+    /// Data for a child that is longer than a channel line may be, once serialized.
+    #[error("data: {0} bytes of JSON, more than the 1048576 bytes a channel line may hold")]
+    TooLarge(usize),
 }
 
 /// The reply to an action on a selector: the rows of the services it applied to.
@@ -168,6 +195,7 @@ enum Request {
         serde_json::Value,
         oneshot::Sender<Result<usize, ActionError>>,
     ),
+    Disconnect(Selector, oneshot::Sender<Result<usize, ActionError>>),
     Shutdown(oneshot::Sender<()>),
     KillAll,
 }
@@ -233,6 +261,13 @@ impl Handle {
     /// Sends `data` to the selected services; returns how many processes it was queued for.
     pub async fn send(&self, sel: Selector, data: serde_json::Value) -> Result<usize, ActionError> {
         self.ask(|tx| Request::Send(sel, data, tx)).await?
+    }
+
+    /// Closes the channel of every running process of the selected services (the child sees
+    /// its channel disconnect, as from a fork parent's `child.disconnect()`); returns how many
+    /// were closed. The processes keep running, and are stopped by signals from now on.
+    pub async fn disconnect(&self, sel: Selector) -> Result<usize, ActionError> {
+        self.ask(|tx| Request::Disconnect(sel, tx)).await?
     }
 
     /// Stops everything and ends the actor; resolves when every process is gone and every log

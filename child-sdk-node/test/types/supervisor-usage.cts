@@ -16,6 +16,7 @@ async function main(): Promise<void> {
   await pm.stopall()
   const rows = await pm.list()
   const n: number = await pm.send('service1', { any: ['json', 1] })
+  const closed: number = await pm.disconnect('service1')
   pm.on('event', (e) => {
     if (e.event === 'exited') {
       const code: string = e.exit
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     if (err instanceof ManagerError && err.code === 'bad_spec') void err.field
   }
   await m.shutdown()
-  void [pid, stopped, rows, n, name, mpid]
+  void [pid, stopped, rows, n, closed, name, mpid]
 
   // @ts-expect-error script is required
   await pm.start({ name: 'x' })

@@ -11,15 +11,17 @@ supervisor::
 
     @pm_child.on_message
     def on_message(data):
-        print("supervisor says", data)
+        print("the app sent", data)
 
     pm_child.ready()
 
-The first call of any function of this module connects to the supervisor (the channel named by
-``PM_CHANNEL_FD``), removes ``PM_CHANNEL_FD``, ``NODE_CHANNEL_FD`` and
-``NODE_CHANNEL_SERIALIZATION_MODE`` from ``os.environ`` (so processes this one starts inherit
-neither the fd nor a variable naming a wrong one) and, when called from the main thread,
-installs handlers for SIGTERM and SIGINT. Make that first call early, from the main thread.
+The first call of any function of this module connects to the supervisor: it takes the channel
+named by ``PM_CHANNEL_FD`` if it is the socket ``PM_CHANNEL_ID`` identifies and this process
+leads its own session (pm starts every service with ``setsid``; a process started by a shell
+service, or a ``multiprocessing`` worker, inherits the fd and the variables but does not lead
+its session, and runs unsupervised). The channel is marked close-on-exec; the environment is
+left as it is. When called from the main thread, the first call also installs handlers for
+SIGTERM and SIGINT, so make it early, from the main thread.
 
 The stop handlers run once, in registration order, on the first of: the supervisor's ``stop``
 message; EOF on the channel (the supervisor died); SIGTERM; SIGINT. They run on the SDK's
@@ -32,7 +34,8 @@ exits with code 0 (also out of ``asyncio.run``); if the main thread has not exit
 (stuck in native code, or held by non-daemon threads), stdout and stderr are flushed and the
 process ends with ``_exit(0)``.
 
-Message handlers run on the SDK's reader thread ``pm-child``, with the GIL held. Without a
+Message handlers get each value the controlling process sends, exactly as it was sent; they run
+on the SDK's reader thread ``pm-child``, with the GIL held. Without a
 supervisor, ``ready``, ``send`` and ``extend`` do nothing, ``supervised()`` is false, and the
 signal triggers still work. In a process forked from the one that connected (``os.fork``,
 ``multiprocessing``), the functions do nothing and the signal handlers are the defaults.
@@ -59,7 +62,6 @@ __version__: str = _native.__version__
 _StopHandler = TypeVar("_StopHandler", bound=Callable[[], object])
 _MessageHandler = TypeVar("_MessageHandler", bound=Callable[[Any], object])
 
-_ENV_VARS = ("PM_CHANNEL_FD", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE")
 # How long the stop thread waits for the main thread to say which asyncio loop it is running.
 _PROBE_S = 0.25
 _PROBE_AGAIN_S = 0.02
@@ -82,10 +84,7 @@ def _connect() -> bool:
     with _lock:
         if _owner_pid is not None:
             return _owner_pid == os.getpid()
-        # The Rust SDK reads PM_CHANNEL_FD from the C environment; remove the variables after.
         _native.init(_exit_hook)
-        for var in _ENV_VARS:
-            os.environ.pop(var, None)
         atexit.register(_native.python_exiting)
         os.register_at_fork(after_in_child=_after_fork_in_child)
         if threading.current_thread() is threading.main_thread():
@@ -289,8 +288,9 @@ def on_stopping(handler: _StopHandler) -> _StopHandler:
 
 
 def on_message(handler: _MessageHandler) -> _MessageHandler:
-    """Registers a handler for the ``data`` of each ``message`` the supervisor sends (decoded
-    from JSON) and returns it, so it also works as a decorator. Handlers run on the reader
+    """Registers a handler for each value the controlling process sends through the supervisor
+    (any JSON value, decoded, exactly as it was sent) and returns it, so it also works as a
+    decorator. Handlers run on the reader
     thread ``pm-child`` with the GIL held, one message at a time: a slow handler delays the
     next message, and the supervisor's ``stop``. An ``async def`` handler runs on the loop that
     was running when it was registered (else on a new loop), and is awaited."""
@@ -309,10 +309,16 @@ def ready() -> None:
 
 def send(obj: Any) -> bool:
     """Sends ``obj`` (anything ``json.dumps`` accepts, without NaN or infinities) to the
-    supervisor, which forwards it to the controlling process. Returns whether it was written:
-    false without a supervisor, or once it is gone. Raises ``TypeError`` or ``ValueError`` for
-    data JSON cannot carry. Integers beyond 64 bits arrive as floats."""
+    supervisor, which forwards it to the controlling process as it is. Returns whether it was
+    written: false without a supervisor, or once it is gone. Raises ``TypeError`` or
+    ``ValueError`` for data JSON cannot carry, and ``ValueError`` for a dict whose ``"cmd"``
+    starts with ``"NODE_"`` (reserved for Node's and pm's own messages). Integers beyond 64 bits
+    arrive as floats."""
     text = json.dumps(obj, allow_nan=False)
+    cmd = obj.get("cmd") if isinstance(obj, dict) else None
+    if isinstance(cmd, str) and len(cmd) > 5 and cmd.startswith("NODE_"):
+        raise ValueError('a dict whose "cmd" starts with "NODE_" is reserved for Node\'s and '
+                         "pm's own messages")
     if not _connect():
         return False
     return _native.send(text)

@@ -28,11 +28,12 @@ def on_stopping(handler: Callable[[], object]) -> None:
     """Registers a stop handler; an exception it raises is reported as its failure."""
 
 def on_message(handler: Callable[[str], object]) -> None:
-    """Registers a message handler; it gets the ``data`` of each message as JSON text."""
+    """Registers a message handler; it gets each value the controller sends, as JSON text."""
 
 def ready() -> None: ...
 def send(json: str) -> bool:
-    """Sends data given as JSON text; false without a supervisor. ValueError if not JSON."""
+    """Sends data given as JSON text; false without a supervisor. ValueError if not JSON, or
+    an object whose ``cmd`` starts with ``NODE_`` (reserved)."""
 
 def extend(ms: int) -> None: ...
 def supervised() -> bool: ...

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use super::{
     ActionError, Event, EventKind, Options, Request, Rows, Selector, ServiceId, ServiceInfo, State,
 };
-use crate::channel::{self, ChannelEvent};
+use crate::channel::{self, Channel, ChannelEvent};
 use crate::config::ServiceSpec;
 use crate::launch::{self, LaunchError};
 use crate::lifecycle::{AfterExit, Lifecycle};
@@ -37,11 +37,12 @@ struct Proc {
     started: Instant,
     start_ticks: u64,
     tag: String,
-    chan: Option<mpsc::Sender<Arc<[u8]>>>,
-    node: bool,
+    chan: Option<Channel>,
     hello: bool,
     ready: bool,
     stop: Option<(StopSequence, StopReason)>,
+    /// What to log about the SIGKILL sent to its group, once the exit shows it was needed.
+    killed: Option<String>,
 }
 
 struct Service {
@@ -287,11 +288,17 @@ impl Actor {
                 let _ = reply.send(self.send_selected(&sel, data));
             }
             Request::Shutdown(reply) => self.begin_shutdown(Some(reply)),
+            Request::Disconnect(sel, reply) => {
+                let _ = reply.send(self.disconnect_selected(&sel));
+            }
             Request::KillAll => {
-                for svc in self.services.values() {
-                    if let Some(p) = &svc.proc {
-                        svc.lifecycle("SIGKILL sent (forced)");
+                for svc in self.services.values_mut() {
+                    if let Some(p) = &mut svc.proc {
                         procs::signal_group(p.pid, Signal::SIGKILL);
+                        p.killed = Some(format!(
+                            "SIGKILL sent to process group {} (forced by a second signal)",
+                            p.pid
+                        ));
                     }
                 }
             }
@@ -351,8 +358,15 @@ impl Actor {
             .clone()
             .unwrap_or_else(|| pid.to_string())
             .into();
-        let chan = match channel::start(spawned.channel, label.clone(), num, self.chan_tx.clone()) {
-            Ok(tx) => Some(tx),
+        let envelope = super::message_event_envelope(id, svc.spec.name.as_deref(), pid.as_raw());
+        let chan = match channel::start(
+            spawned.channel,
+            label.clone(),
+            num,
+            envelope,
+            self.chan_tx.clone(),
+        ) {
+            Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(service = %label, %e, "cannot set up the channel");
                 None
@@ -374,10 +388,10 @@ impl Actor {
             start_ticks,
             tag,
             chan,
-            node: plan.node,
             hello: false,
             ready: false,
             stop: None,
+            killed: None,
         });
         svc.life.launched();
         svc.error = None;
@@ -577,20 +591,78 @@ impl Actor {
         data: serde_json::Value,
     ) -> Result<usize, ActionError> {
         let ids = self.select(sel)?;
-        let line: Arc<[u8]> = protocol::encode(&ToChild::Message { data }).into();
+        if protocol::is_node_internal(&data) {
+            return Err(ActionError::ReservedData);
+        }
+        let line: Arc<[u8]> = protocol::encode(&ToChild::Data(data)).into();
+        if line.len() - 1 > protocol::MAX_LINE_BYTES {
+            return Err(ActionError::TooLarge(line.len() - 1));
+        }
         let mut sent = 0;
         for id in ids {
             let svc = &self.services[&id];
-            if let Some(tx) = svc.proc.as_ref().and_then(|p| p.chan.as_ref()) {
-                match tx.try_send(line.clone()) {
-                    Ok(()) => sent += 1,
-                    Err(_) => {
-                        tracing::warn!(service = %svc.label(), "message not delivered: the child is not reading its channel")
-                    }
+            if let Some(chan) = svc.proc.as_ref().and_then(|p| p.chan.as_ref()) {
+                if chan.send(line.clone()) {
+                    sent += 1;
+                } else {
+                    tracing::warn!(service = %svc.label(), "message not delivered: the child is not reading its channel");
                 }
             }
         }
         Ok(sent)
+    }
+
+    /// Closes the channel of every running process of the selected services, as a fork parent's
+    /// `child.disconnect()` does; a child that said `hello` is told first, so that its SDK does
+    /// not take the EOF for the supervisor's death. Returns how many channels were closed.
+    fn disconnect_selected(&mut self, sel: &Selector) -> Result<usize, ActionError> {
+        let ids = self.select(sel)?;
+        let notice: Arc<[u8]> = protocol::encode(&ToChild::Disconnect).into();
+        let mut closed = 0;
+        for id in ids {
+            let Some(svc) = self.services.get_mut(&id) else {
+                continue;
+            };
+            let Some(p) = svc.proc.as_mut() else { continue };
+            let Some(chan) = p.chan.take() else { continue };
+            if p.hello {
+                chan.send(notice.clone());
+            }
+            chan.disconnect();
+            closed += 1;
+            lifecycle(
+                &label_of(&svc.spec, p.pid),
+                &svc.sink,
+                "channel closed on request (disconnect)",
+            );
+            self.channel_gone(id);
+        }
+        Ok(closed)
+    }
+
+    /// Bookkeeping once a running process's channel is gone: a child that said `hello` can no
+    /// longer see the supervisor's death as EOF, so the sentinel is to SIGTERM it instead; a stop
+    /// in progress falls back to SIGTERM.
+    fn channel_gone(&mut self, id: ServiceId) {
+        let Some(svc) = self.services.get_mut(&id) else {
+            return;
+        };
+        let Some(p) = svc.proc.as_mut() else { return };
+        if p.hello {
+            if let Some(s) = &mut self.sentinel {
+                s.add(&sentinel::Record {
+                    pid: p.pid.as_raw(),
+                    start_time: p.start_ticks,
+                    grace: svc.spec.kill_timeout,
+                    term: true,
+                });
+            }
+        }
+        let actions = match p.stop.as_mut() {
+            Some((seq, _)) => seq.channel_lost(),
+            None => Vec::new(),
+        };
+        self.apply(id, actions);
     }
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
@@ -614,7 +686,9 @@ impl Actor {
         if p.stop.is_some() {
             return Some(num);
         }
-        let channel = p.chan.is_some() && (p.hello || p.node);
+        // Only a child that said `hello` understands `stop`; any other gets SIGTERM, like a plain
+        // program (a Node child's IPC channel carries application data only).
+        let channel = p.chan.is_some() && p.hello;
         let (seq, actions) = StopSequence::start(Instant::now(), svc.spec.kill_timeout, channel);
         p.stop = Some((seq, reason));
         let pid = p.pid.as_raw();
@@ -650,10 +724,7 @@ impl Actor {
                         reason: *reason,
                         timeout_ms: svc.spec.kill_timeout.as_millis() as u64,
                     });
-                    let sent = p
-                        .chan
-                        .as_ref()
-                        .is_some_and(|tx| tx.try_send(line.into()).is_ok());
+                    let sent = p.chan.as_ref().is_some_and(|c| c.send(line.into()));
                     if !sent {
                         queue.extend(seq.channel_lost());
                     }
@@ -661,7 +732,7 @@ impl Actor {
                 Action::Term => {
                     let why = if p.chan.is_none() {
                         "its channel is closed".to_owned()
-                    } else if !(p.hello || p.node) {
+                    } else if !p.hello {
                         "it never said hello on its channel".to_owned()
                     } else {
                         format!(
@@ -675,12 +746,14 @@ impl Actor {
                 }
                 Action::Kill => {
                     procs::signal_group(p.pid, Signal::SIGKILL);
-                    let text = format!(
+                    // Logged at the exit, if the exit shows the SIGKILL ended it: a process that
+                    // exited just before (its zombie not reaped yet) was not killed.
+                    tracing::debug!(service = %label, pid = p.pid.as_raw(), "SIGKILL sent to the process group");
+                    p.killed = Some(format!(
                         "SIGKILL sent to process group {} ({} after the stop request)",
                         p.pid,
                         ms(seq.requested().elapsed())
-                    );
-                    lifecycle(&label, &svc.sink, &text);
+                    ));
                 }
             }
         }
@@ -739,8 +812,15 @@ impl Actor {
         };
         let label = label_of(&svc.spec, p.pid);
         let pid = p.pid.as_raw();
-        let mut actions = Vec::new();
-        let mut event = None;
+        let mut events = Vec::new();
+        let mut lost = false;
+        let says_ready = matches!(&ev, ChannelEvent::Message(m) if m.means_ready());
+        if says_ready && !p.ready {
+            p.ready = true;
+            svc.life.ready();
+            lifecycle(&label, &svc.sink, "ready");
+            events.push(EventKind::Ready { pid });
+        }
         match ev {
             ChannelEvent::Message(FromChild::Hello {
                 protocol,
@@ -749,21 +829,14 @@ impl Actor {
             }) => {
                 p.hello = true;
                 if protocol != protocol::PROTOCOL_VERSION {
-                    tracing::warn!(service = %label, protocol, "child speaks another protocol version; continuing with version 1");
+                    tracing::warn!(service = %label, protocol, "child speaks another protocol version; continuing with version {}", protocol::PROTOCOL_VERSION);
                 }
                 tracing::debug!(service = %label, sdk, version, "hello");
                 if let Some(s) = &mut self.sentinel {
                     s.hello(p.pid);
                 }
             }
-            ChannelEvent::Message(FromChild::Ready) => {
-                if !p.ready {
-                    p.ready = true;
-                    svc.life.ready();
-                    lifecycle(&label, &svc.sink, "ready");
-                    event = Some(EventKind::Ready { pid });
-                }
-            }
+            ChannelEvent::Message(FromChild::Ready) => {}
             ChannelEvent::Message(FromChild::Stopping) => {
                 if let Some((seq, _)) = p.stop.as_mut() {
                     seq.stopping();
@@ -779,26 +852,28 @@ impl Actor {
                     lifecycle(&label, &svc.sink, &text);
                 }
             }
-            ChannelEvent::Message(FromChild::Message { data }) => {
-                event = Some(EventKind::Message { pid, data });
+            // PM2's `process.send('ready')` said ready above, and is application data as well.
+            ChannelEvent::Message(FromChild::Data(data)) => {
+                events.push(EventKind::Message { pid, data });
             }
             ChannelEvent::Closed => {
-                p.chan = None;
-                if let Some((seq, _)) = p.stop.as_mut() {
-                    actions = seq.channel_lost();
-                }
+                // None already when the supervisor closed it (a `disconnect`).
+                lost = p.chan.take().is_some();
             }
         }
-        if let Some(kind) = event {
+        for kind in events {
             self.emit(id, kind);
         }
-        self.apply(id, actions);
+        if lost {
+            self.channel_gone(id);
+        }
     }
 
-    /// A message from a process that has exited (sent just before its exit) is still an event.
+    /// Application data from a process that has exited (sent just before its exit) is still an
+    /// event.
     fn on_lingering_channel(&mut self, num: u64, ev: ChannelEvent) {
         match ev {
-            ChannelEvent::Message(FromChild::Message { data }) => {
+            ChannelEvent::Message(FromChild::Data(data)) => {
                 if let Some(&(id, pid)) = self.lingering.get(&num) {
                     self.emit(id, EventKind::Message { pid, data });
                 }
@@ -865,7 +940,7 @@ impl Actor {
                             pid: p.pid.as_raw(),
                             start_time: p.start_ticks,
                             grace: svc.spec.kill_timeout,
-                            term: !p.hello,
+                            term: !p.hello || p.chan.is_none(),
                         });
                     }
                 }
@@ -896,6 +971,9 @@ impl Actor {
         svc.last_exit = Some(exit);
         let requested = p.stop.is_some();
         let label = label_of(&svc.spec, pid);
+        if let (Some(killed), Exit::Signal(Signal::SIGKILL)) = (&p.killed, exit) {
+            lifecycle(&label, &svc.sink, killed);
+        }
         let text = match &p.stop {
             Some((seq, _)) => format!(
                 "stopped: {exit}, {} after the stop request (ran {})",

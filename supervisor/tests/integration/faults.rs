@@ -187,7 +187,8 @@ fn a_child_that_never_reads_its_channel_cannot_block_the_supervisor() {
     // Its stop message cannot even be queued: signals instead, on time.
     let r = sock.ask(json!({"type": "stop", "name": "deaf"}));
     assert_eq!(r["result"][0]["state"], "stopped");
-    let out = t.stdout();
+    // The log writer may still hold the last lines when the reply comes.
+    let out = sup.wait_stdout("deaf pm  | stopped:");
     assert!(out.contains("deaf pm  | SIGTERM sent"), "{out}");
     let ms = sigkill_after_ms(&out, "deaf");
     assert!(

@@ -31,7 +31,9 @@ fn python_child_gets_fd_3_the_variables_and_nothing_else() {
     let r = t.wait_event("py", "report");
     let env = &r["env"];
     assert_eq!(env["PM_CHANNEL_FD"], "3");
-    assert_eq!(env["PM_PROTOCOL"], "1");
+    assert_eq!(env["PM_PROTOCOL"], "2");
+    // The identity of fd 3, which an SDK checks before it takes the channel.
+    assert_eq!(env["PM_CHANNEL_ID"], r["fd3_id"]);
     assert_eq!(env["PM_SERVICE_NAME"], "py");
     assert_eq!(env["FROM_CONFIG"], "42");
     assert_eq!(
@@ -75,7 +77,9 @@ fn node_child_gets_its_native_ipc_channel() {
         "process.send exists and is connected: {r}"
     );
     assert_eq!(r["env"]["PM_CHANNEL_FD"], "3");
-    assert_eq!(r["env"]["PM_PROTOCOL"], "1");
+    assert_eq!(r["env"]["PM_PROTOCOL"], "2");
+    // Node's own channel is the socket PM_CHANNEL_ID names.
+    assert_eq!(r["env"]["PM_CHANNEL_ID"], r["channelId"]);
     // Node consumed NODE_CHANNEL_FD, proof that it was set and used.
     assert_eq!(r["env"]["NODE_CHANNEL_FD"], json!(null));
 }

@@ -48,7 +48,7 @@ fn supervisor_sigkill_leaves_nothing_behind() {
     let t = TestDir::new();
     let config = t.config(json!([
         {"name": "p", "script": fixture("child.py"), "args": ["protocol"]},
-        {"name": "js", "script": fixture("child.js"), "args": ["stop-listener"]},
+        {"name": "js", "script": fixture("child.js"), "args": ["listener"]},
         {"name": "g", "script": fixture("child.py"), "args": ["grandchild"]},
         {"name": "e", "script": fixture("child.py"), "args": ["escapee"]},
         {"name": "i", "script": fixture("ignore.sh")}

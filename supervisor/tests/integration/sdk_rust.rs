@@ -112,7 +112,7 @@ fn extend_keeps_sigkill_away_while_a_slow_handler_finishes() {
 }
 
 #[test]
-fn grandchildren_inherit_neither_the_channel_nor_its_variables() {
+fn grandchildren_do_not_inherit_the_channel() {
     let t = TestDir::new();
     let config =
         t.config(json!([{"name": "gc", "script": sdk_child_bin(), "args": ["grandchild"]}]));
@@ -120,7 +120,32 @@ fn grandchildren_inherit_neither_the_channel_nor_its_variables() {
     let e = t.wait_event("gc", "grandchild");
     let out = e["out"].as_str().expect("out");
     assert!(out.contains("fd3=closed"), "{out}");
-    assert!(out.contains("PM_CHANNEL_FD= NODE_CHANNEL_FD="), "{out}");
+}
+
+#[test]
+fn only_the_process_pm_started_takes_the_channel_not_a_shells_child() {
+    let t = TestDir::new();
+    // A shell service: its child inherits fd 3 and the variables, as a plain shell passes them
+    // on; the shell then becomes the SDK child itself with exec.
+    let script = format!("'{0}' probe & exec '{0}' probe", sdk_child_bin());
+    let config = t.config(json!([{"name": "sh", "script": "/bin/sh", "args": ["-c", script]}]));
+    let mut sup = t.run(&config);
+    let probes = t.wait_events("probe", 2);
+    let (led, forked): (Vec<_>, Vec<_>) = probes.iter().partition(|p| p["sid"] == p["pid"]);
+    assert_eq!((led.len(), forked.len()), (1, 1), "{probes:?}");
+    assert_eq!(led[0]["supervised"], true, "the exec'd process: {probes:?}");
+    assert_eq!(
+        forked[0]["supervised"], false,
+        "the shell's child: {probes:?}"
+    );
+    sup.wait_stdout("sh pm  | ready");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    // The service's own process said hello: it was stopped by its `stop`, not a signal.
+    let out = t.stdout();
+    assert!(out.contains("sh pm  | stopped: exit code 0"), "{out}");
+    assert!(!out.contains("SIGTERM sent"), "{out}");
+    assert_eq!(out.matches("sh pm  | ready").count(), 1, "{out}");
 }
 
 #[test]

@@ -9,24 +9,30 @@ use serde_json::json;
 use crate::support::{PATIENCE, TestDir, fixture};
 
 #[test]
-fn node_child_gets_stop_through_process_on_message() {
+fn node_child_without_the_sdk_gets_sigterm_and_never_a_stop_message() {
     let t = TestDir::new();
-    let config = t.config(json!([{"name": "js", "script": fixture("child.js"), "args": ["stop-listener"], "killTimeout": 5000}]));
+    let config = t.config(json!([{"name": "js", "script": fixture("child.js"), "args": ["listener"], "killTimeout": 5000}]));
     let mut sup = t.run(&config);
     t.wait_event("js", "started");
+    // PM2's process.send('ready') still says ready.
     sup.wait_stdout("js pm  | ready");
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
-    let msg = t.wait_event("js", "message");
-    assert_eq!(
-        msg["msg"],
-        json!({"type": "stop", "reason": "shutdown", "timeout_ms": 5000})
-    );
-    t.wait_event("js", "stop-handler");
+    t.wait_event("js", "sigterm");
+    // Nothing of pm's reached its 'message' listener: a stop request is a signal for it.
+    let messages: Vec<_> = t
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "message")
+        .collect();
+    assert!(messages.is_empty(), "{messages:?}");
     let out = t.stdout();
+    assert!(
+        out.contains("js pm  | SIGTERM sent to process group"),
+        "{out}"
+    );
+    assert!(out.contains("it never said hello on its channel"), "{out}");
     assert!(out.contains("js pm  | stopped: exit code 0"), "{out}");
-    // It answered `stopping`, so no signal interrupted its handler.
-    assert!(!out.contains("SIGTERM sent"), "{out}");
     assert!(!out.contains("SIGKILL sent"), "{out}");
 }
 
@@ -44,7 +50,7 @@ fn node_child_without_listener_gets_sigterm() {
         out.contains("js pm  | SIGTERM sent to process group"),
         "{out}"
     );
-    assert!(out.contains("no \"stopping\" answer"), "{out}");
+    assert!(out.contains("it never said hello on its channel"), "{out}");
     assert!(out.contains("js pm  | stopped: exit code 0"), "{out}");
 }
 
@@ -72,7 +78,10 @@ fn protocol_child_answers_stopping_and_is_not_signalled() {
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
     let msg = t.wait_event("p", "message");
-    assert_eq!(msg["msg"]["type"], "stop");
+    assert_eq!(
+        msg["msg"],
+        json!({"cmd": "NODE_PM", "type": "stop", "reason": "shutdown", "timeout_ms": 5000})
+    );
     t.wait_event("p", "stop-handler");
     let out = t.stdout();
     assert!(
@@ -131,4 +140,46 @@ fn fifty_children_stop_in_parallel_under_one_deadline() {
     assert_eq!(t.stdout().matches("stopped: signal SIGKILL").count(), 50);
     t.wait_all_gone(Duration::from_secs(5))
         .expect("nothing left");
+}
+
+#[test]
+fn sigkill_is_logged_only_for_processes_it_ended() {
+    let t = TestDir::new();
+    // Each cleans up on SIGTERM for about its killTimeout, some a little less, some a little
+    // more: some exit by themselves just before the deadline, before their exit is reaped.
+    let services: Vec<_> = (0..40)
+        .map(|i| {
+            let secs = format!("{:.4}", 0.290 + f64::from(i % 10) * 0.002);
+            json!({"name": format!("s{i}"), "script": fixture("child.py"), "args": ["late", secs], "killTimeout": 300})
+        })
+        .collect();
+    let config = t.config(json!(services));
+    let mut sup = t.run(&config);
+    t.wait_events("started", 40);
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let out = t.stdout();
+    let (mut killed, mut clean) = (0, 0);
+    for i in 0..40 {
+        let sigkill = out.contains(&format!(" s{i} pm  | SIGKILL sent to process group"));
+        let stopped = out
+            .lines()
+            .find(|l| l.contains(&format!(" s{i} pm  | stopped: ")))
+            .unwrap_or_else(|| panic!("s{i} never stopped:\n{out}"));
+        if stopped.contains("stopped: signal SIGKILL") {
+            assert!(
+                sigkill,
+                "s{i} was killed, and the log does not say so:\n{out}"
+            );
+            killed += 1;
+        } else {
+            assert!(stopped.contains("stopped: exit code 0"), "{stopped}");
+            assert!(
+                !sigkill,
+                "s{i} exited by itself, and the log says SIGKILL sent:\n{out}"
+            );
+            clean += 1;
+        }
+    }
+    assert_eq!(killed + clean, 40);
 }

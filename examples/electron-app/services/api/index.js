@@ -1,6 +1,6 @@
-// The app's Node service: a small HTTP server. It uses Node's own IPC channel, which pm opens on
-// fd 3 for Node services, so it needs no dependency (the pm-child SDK, `require('pm-child')`,
-// does the same with less code, but would have to be unpacked from app.asar too: see README).
+// The app's Node service: a small HTTP server, written as a child_process.fork child with no
+// dependency: pm opens Node's own IPC channel on fd 3 for Node services, so `process.send`
+// works as under `fork`, and pm stops a service that does not use the pm-child SDK with SIGTERM.
 'use strict'
 const http = require('node:http')
 
@@ -12,21 +12,18 @@ const server = http.createServer((req, res) => {
 
 server.listen(Number(process.env.PORT) || 4310, '127.0.0.1', () => {
   console.log(`listening on ${server.address().port}`)
-  if (process.send) process.send({ type: 'ready' })
+  // PM2's readiness signal, which pm understands too.
+  if (process.send) process.send('ready')
 })
 
 let stopping = false
 function stop() {
   if (stopping) return
   stopping = true
-  // Answer the supervisor's `stop` at once (no SIGTERM follows), then close and exit.
-  if (process.send && process.connected) process.send({ type: 'stopping' })
   server.close(() => process.exit(0))
   server.closeAllConnections()
 }
-process.on('message', (m) => {
-  if (m && m.type === 'stop') stop()
-})
-// The supervisor died (its channel closed), or a plain `kill`: stop as well.
-process.on('disconnect', stop)
+// pm's stop (or a plain `kill`).
 process.on('SIGTERM', stop)
+// The supervisor died: its channel closed. (pm's sentinel sends SIGTERM too.)
+process.on('disconnect', stop)
