@@ -30,6 +30,8 @@ function isNodeInternal(value) {
 const hello = (sdk, version) => ({ cmd: PM_CMD, type: 'hello', protocol: PROTOCOL_VERSION, sdk, version })
 const ready = () => ({ cmd: PM_CMD, type: 'ready' })
 const stopping = () => ({ cmd: PM_CMD, type: 'stopping' })
+// The answer to `stop` when there are no stop handlers: SIGTERM me, as a program without the SDK.
+const term = () => ({ cmd: PM_CMD, type: 'term' })
 const extend = (ms) => ({ cmd: PM_CMD, type: 'extend', ms })
 
 // A JSON integer that fits the u64 the other implementations use. (JSON.parse has already turned
@@ -83,4 +85,4 @@ function kindOf(v) {
   return `a ${typeof v}`
 }
 
-module.exports = { PROTOCOL_VERSION, PM_CMD, STOP_REASONS, isNodeInternal, hello, ready, stopping, extend, classify }
+module.exports = { PROTOCOL_VERSION, PM_CMD, STOP_REASONS, isNodeInternal, hello, ready, stopping, term, extend, classify }

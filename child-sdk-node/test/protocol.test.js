@@ -127,6 +127,7 @@ test('encode vectors: every line a child writes is byte for byte the expected on
     hello: (m) => protocol.hello(m.sdk, m.version),
     ready: () => protocol.ready(),
     stopping: () => protocol.stopping(),
+    term: () => protocol.term(),
     extend: (m) => protocol.extend(m.ms),
   }
   const seen = new Set()

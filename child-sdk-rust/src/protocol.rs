@@ -93,6 +93,9 @@ pub enum FromChild {
     Ready,
     /// The child received `stop` and is running its handlers.
     Stopping,
+    /// The answer to `stop` of a child that has no stop handlers: send SIGTERM to its process
+    /// group now, as to a program without the SDK, so that it stops the way it would without it.
+    Term,
     /// The child asks for `ms` more milliseconds before SIGKILL, counted from now.
     Extend {
         /// Milliseconds from now.
@@ -131,7 +134,7 @@ impl Incoming for ToChild {
 }
 
 impl Incoming for FromChild {
-    const TYPES: &'static [&'static str] = &["hello", "ready", "stopping", "extend"];
+    const TYPES: &'static [&'static str] = &["hello", "ready", "stopping", "term", "extend"];
     fn data(value: Value) -> Self {
         FromChild::Data(value)
     }

@@ -42,6 +42,8 @@ pub struct StopSequence {
     term_at: Option<Instant>,
     kill_at: Instant,
     acked: bool,
+    /// The child answered `term`.
+    term_asked: bool,
     termed: bool,
     killed: bool,
 }
@@ -59,6 +61,7 @@ impl StopSequence {
             term_at: None,
             kill_at: now + kill_timeout,
             acked: false,
+            term_asked: false,
             termed: false,
             killed: false,
         };
@@ -90,6 +93,22 @@ impl StopSequence {
             self.kill_at = self.kill_at.max(wanted.min(cap));
         }
         self.kill_at
+    }
+
+    /// The child answered `term` (it has no stop handlers): SIGTERM now, unless sent already.
+    pub fn term_requested(&mut self) -> Vec<Action> {
+        if self.termed || self.killed {
+            return Vec::new();
+        }
+        self.term_asked = true;
+        self.termed = true;
+        self.term_at = None;
+        vec![Action::Term]
+    }
+
+    /// Whether the SIGTERM was sent because the child answered `term`.
+    pub fn term_was_requested(&self) -> bool {
+        self.term_asked
     }
 
     /// The channel is gone (or `stop` could not be queued): fall back to SIGTERM at once, unless
@@ -205,6 +224,20 @@ mod tests {
         assert!(s.poll(t0 + 599 * MS).is_empty());
         assert_eq!(s.extend(t0 + 599 * MS, 3_600_000), t0 + 30_000 * MS);
         assert_eq!(s.poll(t0 + 30_000 * MS), vec![Action::Kill]);
+    }
+
+    #[test]
+    fn term_answer_gets_sigterm_at_once_and_only_once() {
+        let t0 = Instant::now();
+        let (mut seq, actions) = StopSequence::start(t0, 200 * MS, true);
+        assert_eq!(actions, vec![Action::SendStop]);
+        assert_eq!(seq.term_requested(), vec![Action::Term]);
+        assert!(seq.term_requested().is_empty());
+        assert!(
+            seq.poll(t0 + 60 * MS).is_empty(),
+            "no second SIGTERM at the ack window"
+        );
+        assert_eq!(seq.poll(t0 + 200 * MS), vec![Action::Kill]);
     }
 
     #[test]

@@ -730,7 +730,9 @@ impl Actor {
                     }
                 }
                 Action::Term => {
-                    let why = if p.chan.is_none() {
+                    let why = if seq.term_was_requested() {
+                        "it has no stop handlers and asked for it".to_owned()
+                    } else if p.chan.is_none() {
                         "its channel is closed".to_owned()
                     } else if !p.hello {
                         "it never said hello on its channel".to_owned()
@@ -813,6 +815,7 @@ impl Actor {
         let label = label_of(&svc.spec, p.pid);
         let pid = p.pid.as_raw();
         let mut events = Vec::new();
+        let mut actions = Vec::new();
         let mut lost = false;
         let says_ready = matches!(&ev, ChannelEvent::Message(m) if m.means_ready());
         if says_ready && !p.ready {
@@ -842,6 +845,11 @@ impl Actor {
                     seq.stopping();
                 }
             }
+            ChannelEvent::Message(FromChild::Term) => {
+                if let Some((seq, _)) = p.stop.as_mut() {
+                    actions = seq.term_requested();
+                }
+            }
             ChannelEvent::Message(FromChild::Extend { ms: wanted }) => {
                 if let Some((seq, _)) = p.stop.as_mut() {
                     let until = seq.extend(Instant::now(), wanted);
@@ -864,6 +872,7 @@ impl Actor {
         for kind in events {
             self.emit(id, kind);
         }
+        self.apply(id, actions);
         if lost {
             self.channel_gone(id);
         }

@@ -91,6 +91,25 @@ fn protocol_child_answers_stopping_and_is_not_signalled() {
 }
 
 #[test]
+fn child_answering_term_gets_sigterm_without_waiting_out_the_ack_window() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "t", "script": fixture("child.py"), "args": ["term"], "killTimeout": 5000}]));
+    let mut sup = t.run(&config);
+    t.wait_event("t", "started");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    t.wait_event("t", "stop-message");
+    t.wait_event("t", "sigterm");
+    let out = t.stdout();
+    assert!(
+        out.contains("(it has no stop handlers and asked for it)"),
+        "the SIGTERM follows the child's answer, not the acknowledgement window: {out}"
+    );
+    assert!(out.contains("t pm  | stopped: exit code 0"), "{out}");
+    assert!(!out.contains("SIGKILL sent"), "{out}");
+}
+
+#[test]
 fn child_that_ignores_everything_is_killed_at_kill_timeout() {
     let t = TestDir::new();
     let config = t.config(json!([{"name": "stubborn", "script": fixture("child.py"), "args": ["ignore"], "killTimeout": 400}]));
