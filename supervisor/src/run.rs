@@ -12,7 +12,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::control::{self, OnEof};
-use crate::runtime::{ClaimError, Instance, instance_name, runtime_dir};
+use crate::rate_limit::RateLimit;
+use crate::runtime::{ClaimError, Instance, instance_for, runtime_dir};
 use crate::supervisor::{self, Handle, Options};
 
 /// Exit code for a config file that cannot be used.
@@ -39,7 +40,13 @@ pub fn run_config(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let instance = instance_name(&config.path);
+    let instance = match instance_for(&config.path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("pm-supervisor: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     main(Setup {
         config: Some(config),
         instance,
@@ -60,14 +67,17 @@ pub fn serve(control_fd: Option<RawFd>, name: Option<String>, config: Option<Pat
         }
     };
     let instance = name
-        .or_else(|| config.as_ref().map(|c| instance_name(&c.path)))
+        .or_else(|| config.as_ref().and_then(|c| instance_for(&c.path).ok()))
         .unwrap_or_else(|| format!("serve-{}", std::os::unix::process::parent_id()));
     if !instance
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         || instance.starts_with('.')
+        || instance.len() > 64
     {
-        eprintln!("pm-supervisor: --name {instance:?}: use letters, digits, '-', '_' and '.' only");
+        eprintln!(
+            "pm-supervisor: --name {instance:?}: use at most 64 letters, digits, '-', '_' and '.'"
+        );
         return ExitCode::from(EXIT_CONFIG);
     }
     main(Setup {
@@ -121,8 +131,8 @@ fn main(setup: Setup) -> ExitCode {
 }
 
 fn claim(name: &str) -> Result<Instance, String> {
-    let dir = runtime_dir().map_err(|e| format!("runtime folder: {e}"))?;
-    Instance::claim(&dir, name).map_err(|e| match e {
+    let dir = runtime_dir().map_err(|e| e.to_string())?;
+    Instance::claim(dir, name).map_err(|e| match e {
         ClaimError::Running(r) => format!("{r}; stop it first"),
         other => other.to_string(),
     })
@@ -133,8 +143,9 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let socket_path = instance.socket_path();
-    let listener = bind_socket(&socket_path)?;
+    let listener = instance.dir().bind(&instance.socket_name())?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
     let (handle, join) = supervisor::spawn(Options {
         token: new_token(),
         instance: Some(instance),
@@ -189,36 +200,49 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     let result = join.await;
     signals.abort();
     accept.abort();
-    let _ = std::fs::remove_file(&socket_path);
     result.map_err(std::io::Error::other)
 }
 
-/// Binds the control socket with mode 0600. The instance lock is held, so a socket file already
-/// there belongs to a supervisor that is gone: it is replaced.
-fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("control socket {}: {e}", path.display()))
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
+/// Serves every connection on the control socket whose peer is this user (or root, who can
+/// act as any user anyway, as with ssh-agent). The socket's folder admits nobody else; the
+/// check on each connection is the second lock.
 async fn accept_loop(listener: tokio::net::UnixListener, handle: Handle, base: Arc<Path>) {
+    let me = nix::unistd::geteuid().as_raw();
+    let mut refusals = RateLimit::new(5, std::time::Duration::from_secs(10));
+    let mut failures = RateLimit::new(5, std::time::Duration::from_secs(10));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(control::serve_connection(
-                    stream,
-                    handle.clone(),
-                    false,
-                    base.clone(),
-                    OnEof::Nothing,
-                ));
-            }
+            Ok((stream, _)) => match stream.peer_cred() {
+                Ok(peer) if peer.uid() == me || peer.uid() == 0 => {
+                    tokio::spawn(control::serve_connection(
+                        stream,
+                        handle.clone(),
+                        false,
+                        base.clone(),
+                        OnEof::Nothing,
+                    ));
+                }
+                Ok(peer) => {
+                    if let Some(more) = refusals.allow() {
+                        tracing::warn!(
+                            uid = peer.uid(),
+                            pid = peer.pid(),
+                            more_refused = more,
+                            "control connection from uid {} refused: only this user may control the supervisor",
+                            peer.uid()
+                        );
+                    }
+                }
+                Err(e) => {
+                    if let Some(more) = refusals.allow() {
+                        tracing::warn!(%e, more_refused = more, "control connection refused: its peer cannot be identified");
+                    }
+                }
+            },
             Err(e) => {
-                tracing::warn!(%e, "control socket accept failed");
+                if let Some(more) = failures.allow() {
+                    tracing::warn!(%e, more_failures = more, "control socket accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
