@@ -904,7 +904,8 @@ impl Actor {
         }
         let hit = procs::kill_tagged(|t| tags.contains(t), SWEEP_WAIT);
         if !hit.is_empty() {
-            tracing::info!(pids = ?hit, "killed processes that had left their service's process group");
+            let some = &hit[..hit.len().min(10)];
+            tracing::info!(count = hit.len(), pids = ?some, "killed processes that had left their service's process group");
         }
         self.state_dirty = true;
     }

@@ -439,3 +439,35 @@ fn an_extend_flood_writes_a_bounded_number_of_lines() {
     );
     assert!(on_stderr <= 20, "{on_stderr} lines about extend on stderr");
 }
+
+#[test]
+fn a_stderr_nobody_reads_blocks_nothing() {
+    let t = TestDir::new();
+    // Every start and exit of a service with a log file is also a line on stderr.
+    let config = t.config(
+        json!([{"name": "loop", "script": "/bin/false", "restartAt": [1], "log": "loop.log"}]),
+    );
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    let mut cmd = t.command(&["run", config.to_str().expect("utf-8")]);
+    cmd.stderr(std::fs::File::from(write_end));
+    let mut sup = crate::support::Supervisor::from_child(cmd.spawn().expect("start"), t.path());
+    drop(cmd);
+    let mut c = crate::support::Conn::open(&t);
+    // Far more than a pipe holds (64 KiB, some 500 lines).
+    let start = Instant::now();
+    let mut restarts = 0;
+    while restarts < 1500 && start.elapsed() < Duration::from_secs(30) {
+        let r = c
+            .ask_within(json!({"type": "list"}), Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to list after {restarts} restarts"));
+        restarts = r["result"][0]["restarts"].as_u64().expect("restarts");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(restarts >= 1500, "only {restarts} restarts");
+    let asked = Instant::now();
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    drop(read_end);
+}
