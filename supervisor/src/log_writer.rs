@@ -28,8 +28,9 @@
 //! Failures: a file that cannot be opened or written (permission denied, disk full) is reported
 //! once per episode; its output is discarded (and counted) rather than held, so the service is
 //! never blocked by it, and writing is tried again every [`RETRY_AFTER`]. The episode ends, with
-//! a report, at the first write that succeeds. A failed write is truncated back off the file, so
-//! no half line is left. A rotation that cannot rename is reported once too; the file grows past
+//! a report, once writes have succeeded for [`RETRY_AFTER`] without a failure (on a nearly full
+//! disk one short line may still fit, which is no recovery). A failed write is truncated back
+//! off the file, so no half line is left. A rotation that cannot rename is reported once too; the file grows past
 //! its limit meanwhile, and rotation is tried again every [`RETRY_AFTER`]. A file deleted or
 //! renamed by someone else (logrotate) is noticed within a second, or at the next rotation, and
 //! created again.
@@ -43,7 +44,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use std::sync::mpsc;
+
+use tokio::sync::Semaphore;
 
 /// Most bytes from children queued for one log file at once.
 pub const BUDGET_BYTES: usize = 4 * 1024 * 1024;
@@ -83,7 +86,7 @@ enum Msg {
 /// What the sinks of one file and its writer thread share.
 #[derive(Debug)]
 struct Link {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
     budget: Semaphore,
     /// Bytes of the supervisor's own lines queued.
     own_queued: AtomicUsize,
@@ -128,7 +131,7 @@ impl LogHub {
         if let Some(link) = self.targets.get(&key) {
             return Sink { link: link.clone() };
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let link = Arc::new(Link {
             tx,
             budget: Semaphore::new(BUDGET_PERMITS),
@@ -280,16 +283,19 @@ fn stdout_file() -> Option<File> {
     Some(File::from(fd))
 }
 
-/// A failure episode: since when writing (or rotating) fails, and when to try again.
+/// A failure episode: when to try again, and since when writes have succeeded (without a
+/// failure since).
 #[derive(Debug, Clone, Copy)]
 struct Trouble {
     retry_at: Instant,
+    ok_since: Option<Instant>,
 }
 
 impl Trouble {
     fn new() -> Trouble {
         Trouble {
             retry_at: Instant::now() + RETRY_AFTER,
+            ok_since: None,
         }
     }
 
@@ -340,6 +346,20 @@ impl Target {
         }
         self.file = None;
         self.trouble = Some(Trouble::new());
+    }
+
+    /// Ends a failure episode once writes have gone through for [`RETRY_AFTER`]. Returns when to
+    /// look again, while one is under way.
+    fn recovery(&mut self) -> Option<Duration> {
+        let since = self.trouble?.ok_since?;
+        let left = (since + RETRY_AFTER).saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            return Some(left);
+        }
+        tracing::warn!(file = ?self.shown(), lost_bytes = self.dropped, "log file usable again");
+        self.dropped = 0;
+        self.trouble = None;
+        None
     }
 
     /// Opens the file if it is not open and it is time to try.
@@ -517,10 +537,10 @@ impl Target {
         match file.write_all(chunk) {
             Ok(()) => {
                 self.size += chunk.len() as u64;
-                if self.trouble.take().is_some() {
-                    tracing::warn!(file = ?self.shown(), lost_bytes = self.dropped, "log file usable again");
-                    self.dropped = 0;
+                if let Some(t) = &mut self.trouble {
+                    t.ok_since.get_or_insert_with(Instant::now);
                 }
+                self.recovery();
                 true
             }
             Err(e) => {
@@ -534,12 +554,21 @@ impl Target {
     }
 }
 
-fn writer_loop(mut target: Target, mut rx: mpsc::UnboundedReceiver<Msg>, link: &Link) {
+fn writer_loop(mut target: Target, rx: mpsc::Receiver<Msg>, link: &Link) {
     let mut open = true;
     target.open();
     while open {
-        let Some(first) = rx.blocking_recv() else {
-            break;
+        let first = match target.recovery() {
+            // A recovery under way is confirmed even if nothing more is written.
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
         };
         let (mut permits, mut own, mut gathered) = (0usize, 0usize, 0usize);
         let mut next = Some(first);
@@ -705,6 +734,7 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("a.log.1")).expect("rm");
         t.rotation_trouble = Some(Trouble {
             retry_at: Instant::now(),
+            ok_since: None,
         });
         write(&mut t, "line 100\n");
         assert!(t.rotation_trouble.is_none());
@@ -726,18 +756,31 @@ mod tests {
     }
 
     #[test]
-    fn usable_again_only_after_a_write_succeeds() {
+    fn usable_again_only_once_writes_keep_succeeding() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut t = target(dir.path(), 0, 0);
         t.fail("write", &io::Error::other("disk full"));
-        // It reopens on the retry, but the episode lasts until a write goes through.
+        // It reopens on the retry, but the episode lasts until writes go through for a while.
         t.trouble = Some(Trouble {
             retry_at: Instant::now(),
+            ok_since: None,
         });
         t.open();
         assert!(t.file.is_some() && t.trouble.is_some());
         write(&mut t, "back\n");
-        assert!(t.trouble.is_none());
         assert_eq!(read(dir.path(), "a.log"), "back\n");
+        assert!(t.trouble.is_some_and(|t| t.ok_since.is_some()));
+        // A failure meanwhile (one line fitted, the next did not) continues the same episode.
+        t.fail("write", &io::Error::other("disk full"));
+        assert!(t.trouble.is_some_and(|t| t.ok_since.is_none()));
+        t.trouble = Some(Trouble {
+            retry_at: Instant::now(),
+            ok_since: Some(Instant::now() - RETRY_AFTER),
+        });
+        write(&mut t, "again\n");
+        assert!(
+            t.trouble.is_none(),
+            "ended after a retry period of good writes"
+        );
     }
 }
