@@ -70,12 +70,7 @@ pub fn runtime_dir() -> io::Result<RuntimeDir> {
     let created = match nix::unistd::mkdir(&path, Mode::S_IRWXU) {
         Ok(()) => true,
         Err(Errno::EEXIST) => false,
-        Err(e) => {
-            return Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("runtime folder {}: cannot create it: {e}", path.display()),
-            ));
-        }
+        Err(e) => return Err(refuse(&format!("cannot create it: {e}"), None)),
     };
     let fd = match nix::fcntl::open(
         &path,
@@ -88,12 +83,7 @@ pub fn runtime_dir() -> io::Result<RuntimeDir> {
             let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
             return Err(refuse(if link { LINK } else { "it is not a folder" }, None));
         }
-        Err(e) => {
-            return Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("runtime folder {}: {e}", path.display()),
-            ));
-        }
+        Err(e) => return Err(refuse(&format!("cannot open it: {e}"), None)),
     };
     let st = fstat(&fd).map_err(io::Error::from)?;
     if st.st_uid != uid.as_raw() {
