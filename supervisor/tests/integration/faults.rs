@@ -401,11 +401,11 @@ fn an_extend_flood_writes_a_bounded_number_of_lines() {
         "extender.py",
         "import os, socket, sys, time\n\
          s = socket.socket(fileno=int(os.environ['PM_CHANNEL_FD']))\n\
-         s.sendall(b'{\"type\":\"hello\",\"protocol\":1}\\n{\"type\":\"ready\"}\\n')\n\
+         s.sendall(b'{\"cmd\":\"NODE_PM\",\"type\":\"hello\",\"protocol\":2}\\n{\"cmd\":\"NODE_PM\",\"type\":\"ready\"}\\n')\n\
          for line in s.makefile('rb'):\n\
          \x20   if b'\"stop\"' in line:\n\
-         \x20       s.sendall(b'{\"type\":\"stopping\"}\\n')\n\
-         \x20       s.sendall(b'{\"type\":\"extend\",\"ms\":1000}\\n' * 50000)\n\
+         \x20       s.sendall(b'{\"cmd\":\"NODE_PM\",\"type\":\"stopping\"}\\n')\n\
+         \x20       s.sendall(b'{\"cmd\":\"NODE_PM\",\"type\":\"extend\",\"ms\":1000}\\n' * 50000)\n\
          \x20       open(os.path.join(os.environ['PM_TEST_DIR'], 'flooded'), 'w').close()\n\
          \x20       time.sleep(1)\n\
          \x20       sys.exit(0)\n",
