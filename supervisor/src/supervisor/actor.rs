@@ -40,6 +40,9 @@ const SWEEP_WAIT: Duration = Duration::from_millis(100);
 const FINISH_READERS: Duration = Duration::from_millis(300);
 const FINISH_WRITERS: Duration = Duration::from_millis(600);
 
+/// Most queued channel messages handled before a request (see the run loop).
+const CHANNEL_CATCH_UP: usize = 256;
+
 /// One running process of a service.
 struct Proc {
     num: u64,
@@ -234,7 +237,16 @@ impl Actor {
                     self.fire_timers();
                 }
                 req = rx.recv() => match req {
-                    Some(req) => self.on_request(req),
+                    Some(req) => {
+                        // What children said before this request is known before it is acted
+                        // on (a `hello` decides how a stop begins); bounded, so that a flood
+                        // cannot hold the request up.
+                        for _ in 0..chan_rx.len().min(CHANNEL_CATCH_UP) {
+                            let Ok((proc, ev)) = chan_rx.try_recv() else { break };
+                            self.on_channel(proc, ev);
+                        }
+                        self.on_request(req);
+                    }
                     // Every handle is gone: nobody can stop us any more, so stop everything.
                     None if self.shutdown.is_none() => self.begin_shutdown(None),
                     None => {}
