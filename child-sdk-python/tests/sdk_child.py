@@ -193,8 +193,11 @@ elif mode == "worker-first":
     t.start()
     t.join()
     started()
-    # Short sleeps: SystemExit raised in this thread lands between them.
+    # Short sleeps: the SDK's request to install its signal hooks runs between them.
     try:
+        while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            time.sleep(0.02)
+        event("hooks")
         while True:
             time.sleep(0.02)
     finally:

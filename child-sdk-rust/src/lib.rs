@@ -49,13 +49,27 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod child;
+mod output;
+mod signals;
+mod stop;
 // The wire format and codec, shared with pm-supervisor: not an API for services.
 #[doc(hidden)]
 pub mod protocol;
 
 #[cfg(feature = "tokio")]
 pub use child::on_stopping_async;
-pub use child::{extend, on_message, on_stopping, on_stopping_fallible, ready, send, supervised};
+pub use child::{
+    extend, handlers_done, on_message, on_stopping, on_stopping_fallible, ready, send,
+    stop_requested, supervised, wait_handlers_done, wait_stop_requested,
+};
+pub use stop::StopFuture;
 // For language bindings built on this crate (the Python SDK): not part of the stable API.
 #[doc(hidden)]
-pub use child::{Options, StopHandler, init, trigger_stop};
+pub use child::{
+    Finish, Options, StopHandler, app_takes_part, exit_now, exiting, finish_default, init,
+    set_app_waits, stop_phase, stop_trigger, trigger_stop, wait_for_handlers_at_exit, wait_phase,
+};
+#[doc(hidden)]
+pub use output::{quiet_broken_output, term_own_group};
+#[doc(hidden)]
+pub use stop::{Phase, Trigger};

@@ -10,5 +10,6 @@ mod launchers;
 mod logs;
 mod orphans;
 mod restart;
+mod rust_services;
 mod sdk_rust;
 mod stop;
