@@ -231,5 +231,55 @@ elif mode == "channel":
     started(grandchild=grandchild())
     run_forever()
 
+elif mode == "app-handler":
+    # The app's own SIGTERM handler, installed before or after (argv[2]) the SDK's.
+    done = threading.Event()
+
+    def app_handler(signum, frame):
+        event("app-handler", signum=signum)
+        done.set()
+
+    def stop_handler():
+        event("handler")
+
+    if sys.argv[2] == "before":
+        signal.signal(signal.SIGTERM, app_handler)
+        pm_child.on_stopping(stop_handler)
+    else:
+        pm_child.on_stopping(stop_handler)
+        signal.signal(signal.SIGTERM, app_handler)
+    pm_child.ready()
+    started()
+    while not done.wait(0.05):
+        pass
+    event("main-done")
+
+elif mode == "no-handlers":
+    # The SDK only for `ready`; the app's own SIGTERM handling.
+    done = threading.Event()
+
+    def app_handler(signum, frame):
+        event("app-handler", signum=signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, app_handler)
+    pm_child.ready()
+    started()
+    while not done.wait(0.05):
+        pass
+    event("main-done")
+
+elif mode == "printer":
+    # Last words: a handler that prints 100 lines.
+    @pm_child.on_stopping
+    def printer():
+        for i in range(100):
+            print(f"last words {i}")
+        print("to stderr too", file=sys.stderr)
+        event("handler-done")
+
+    started()
+    run_forever()
+
 else:
     sys.exit(f"unknown mode {mode}")

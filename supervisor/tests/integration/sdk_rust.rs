@@ -171,3 +171,19 @@ fn async_handlers_run_with_the_tokio_feature() {
         t.stdout()
     );
 }
+
+#[test]
+fn a_handler_that_prints_completes_after_the_supervisor_is_killed() {
+    // Last words: stdout and stderr may have lost their reader with the supervisor; a handler
+    // printing 100 lines (println! panics on EPIPE) still completes.
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "pr", "script": sdk_child_bin(), "args": ["printer"], "killTimeout": 5000}]));
+    let mut sup = t.run(&config);
+    t.wait_event("pr", "started");
+    sup.signal(Signal::SIGKILL);
+    sup.wait(PATIENCE).expect("reaped");
+    t.wait_event("pr", "printer-done");
+    assert_eq!(handlers_ran(&t, "pr"), vec![1, 3]);
+    t.wait_all_gone(Duration::from_secs(5))
+        .expect("nothing left");
+}
