@@ -63,11 +63,13 @@ atexit.register(lambda: event("atexit"))
 mode = sys.argv[1]
 
 if mode == "sync":
+    # README: script
     @pm_child.on_stopping
     def handler():
         event("handler", thread=thread_name())
 
     pm_child.ready()
+    # README: end
     started(sent=pm_child.send({"hello": "supervisor"}))
     run_forever()
 
@@ -87,6 +89,7 @@ elif mode == "two":
 elif mode == "async":
     APP = {}
 
+    # README: asyncio
     # Registered before any loop runs: only the loop running when the stop begins can be used.
     @pm_child.on_stopping
     async def handler():
@@ -117,6 +120,7 @@ elif mode == "async":
         asyncio.run(main())
     finally:
         event("after-run")
+    # README: end
 
 elif mode == "async-elsewhere":
     # No loop runs in the main thread: the handler runs on the loop that was running where it

@@ -130,13 +130,18 @@ fn ours() -> usize {
 }
 
 /// Puts the SDK's handler on top for `sig`, keeping the handler it replaces as the app's.
-fn install(sig: libc::c_int) -> bool {
+/// With `over_defaults` false, a default or ignored disposition the app set after the SDK's is
+/// respected.
+fn install(sig: libc::c_int, over_defaults: bool) -> bool {
     let Some(slot) = slot(sig) else { return false };
     let Some(old) = current(sig) else {
         return false;
     };
     if old.sa_sigaction == ours() {
         return true;
+    }
+    if !over_defaults && (old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN) {
+        return false;
     }
     slot.prev_flags.store(old.sa_flags, Ordering::SeqCst);
     slot.prev_handler.store(old.sa_sigaction, Ordering::SeqCst);
@@ -163,7 +168,7 @@ pub(crate) fn start() -> Option<RawFd> {
     }
     PIPE_WRITE.store(fds[1], Ordering::SeqCst);
     for sig in SIGNALS {
-        install(sig);
+        install(sig, true);
     }
     Some(fds[0])
 }
@@ -173,7 +178,7 @@ pub(crate) fn start() -> Option<RawFd> {
 pub(crate) fn keep_on_top() {
     if INSTALLED.load(Ordering::SeqCst) {
         for sig in SIGNALS {
-            install(sig);
+            install(sig, false);
         }
     }
 }

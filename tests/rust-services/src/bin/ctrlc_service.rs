@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use pm_rust_services::event;
 use serde_json::json;
 
+// README: binary
 fn main() {
     pm_child::on_stopping(|| event("handler", json!({})));
     let (tx, rx) = mpsc::channel();
@@ -20,3 +21,4 @@ fn main() {
     event("app-signal", json!({}));
     event("main-returns", json!({}));
 }
+// README: end
