@@ -175,22 +175,20 @@ fn raise_exit_in_main() {
 fn flush_python_output() {
     pm_child::quiet_broken_output();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("pm-child-flush".into())
-        .spawn(move || {
-            with_python(|py| {
-                if let Ok(sys) = py.import("sys") {
-                    for stream in ["stdout", "stderr"] {
-                        if let Ok(s) = sys.getattr(stream) {
-                            if !s.is_none() {
-                                let _ = s.call_method0("flush");
-                            }
+    let spawned = pm_child::spawn_thread("pm-child-flush", move || {
+        with_python(|py| {
+            if let Ok(sys) = py.import("sys") {
+                for stream in ["stdout", "stderr"] {
+                    if let Ok(s) = sys.getattr(stream) {
+                        if !s.is_none() {
+                            let _ = s.call_method0("flush");
                         }
                     }
                 }
-            });
-            let _ = done_tx.send(());
+            }
         });
+        let _ = done_tx.send(());
+    });
     if spawned.is_ok() {
         let _ = done_rx.recv_timeout(FLUSH_WAIT);
     }
@@ -227,14 +225,12 @@ fn queue_check() {
 /// While no stop has begun, checks twice a second in the main thread that the package's signal
 /// handlers are on top.
 fn watch() {
-    let spawned = std::thread::Builder::new()
-        .name("pm-child-watch".into())
-        .spawn(|| {
-            while pm_child::stop_phase() == Phase::Idle && !PYTHON_EXITING.load(Ordering::SeqCst) {
-                std::thread::sleep(WATCH_EVERY);
-                queue_check();
-            }
-        });
+    let spawned = pm_child::spawn_thread("pm-child-watch", || {
+        while pm_child::stop_phase() == Phase::Idle && !PYTHON_EXITING.load(Ordering::SeqCst) {
+            std::thread::sleep(WATCH_EVERY);
+            queue_check();
+        }
+    });
     if let Err(e) = spawned {
         report(&format!("pm-child: cannot watch the signal handlers: {e}"));
     }

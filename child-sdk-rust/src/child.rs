@@ -164,9 +164,7 @@ impl Child {
 
     fn start_reader(&'static self) {
         if let Some(reader) = lock(&self.reader).take() {
-            let spawned = std::thread::Builder::new()
-                .name("pm-child".into())
-                .spawn(move || self.read_loop(reader));
+            let spawned = spawn_thread("pm-child", move || self.read_loop(reader));
             if let Err(e) = spawned {
                 report!("pm-child: cannot start the channel reader: {e}");
             }
@@ -213,6 +211,7 @@ impl Child {
                     }
                     Ok(Decoded::Message(ToChild::Data(data))) => {
                         let handlers: Vec<MessageHandler> = lock(&self.message_handlers).clone();
+                        let _unblocked = Unblocked::new();
                         for h in handlers {
                             if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&data))) {
                                 report!("pm-child: message handler failed: {}", panic_text(&p));
@@ -237,13 +236,11 @@ impl Child {
             report!("pm-child: cannot watch SIGTERM and SIGINT");
             return;
         };
-        let spawned = std::thread::Builder::new()
-            .name("pm-child-signals".into())
-            .spawn(move || {
-                while let Some(sig) = signals::next(read) {
-                    self.begin_stop(Trigger::Signal(sig), None);
-                }
-            });
+        let spawned = spawn_thread("pm-child-signals", move || {
+            while let Some(sig) = signals::next(read) {
+                self.begin_stop(Trigger::Signal(sig), None);
+            }
+        });
         if let Err(e) = spawned {
             report!("pm-child: cannot watch signals: {e}");
         }
@@ -270,9 +267,7 @@ impl Child {
         if !STOP.begin(trigger, timeout) {
             return;
         }
-        let spawned = std::thread::Builder::new()
-            .name("pm-child-stop".into())
-            .spawn(move || self.run_stop(trigger));
+        let spawned = spawn_thread("pm-child-stop", move || self.run_stop(trigger));
         if spawned.is_err() {
             report!("pm-child: cannot start the stop thread; running the handlers here");
             self.run_stop(trigger);
@@ -280,6 +275,7 @@ impl Child {
     }
 
     fn run_stop(&self, trigger: Trigger) {
+        stop_signals_mask(libc::SIG_UNBLOCK);
         if trigger != Trigger::Eof {
             self.write(&FromChild::Stopping);
         }
@@ -308,6 +304,22 @@ impl Child {
     }
 }
 
+/// SIGTERM and SIGINT unblocked in the reader thread while it runs message handlers.
+struct Unblocked;
+
+impl Unblocked {
+    fn new() -> Unblocked {
+        stop_signals_mask(libc::SIG_UNBLOCK);
+        Unblocked
+    }
+}
+
+impl Drop for Unblocked {
+    fn drop(&mut self) {
+        stop_signals_mask(libc::SIG_BLOCK);
+    }
+}
+
 /// How long handlers have after the supervisor died: the sentinel's limit.
 const EOF_GRACE: Duration = Duration::from_millis(800);
 
@@ -320,6 +332,37 @@ extern "C" fn at_exit() {
     if STOP.phase() != Phase::Idle {
         let _ = std::io::stdout().flush();
         term_own_group();
+    }
+}
+
+/// Starts one of the SDK's threads with SIGTERM and SIGINT blocked in it, so that the kernel
+/// delivers those signals to the app's threads (the main thread, for Python, which only wakes
+/// from a blocking call for a signal delivered to it).
+/// The SDK's threads run the app's code (stop and message handlers) with the stop signals
+/// unblocked, so that what that code starts (a subprocess, a thread) inherits the usual mask.
+pub fn spawn_thread<F>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let old = stop_signals_mask(libc::SIG_BLOCK);
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(f);
+    // SAFETY: restores this thread's mask as it was (the new thread inherited the blocked one).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    spawned
+}
+
+/// Blocks (`SIG_BLOCK`) or unblocks (`SIG_UNBLOCK`) SIGTERM and SIGINT in this thread; returns
+/// the mask it had.
+fn stop_signals_mask(how: libc::c_int) -> libc::sigset_t {
+    // SAFETY: sigset operations on local sets; pthread_sigmask changes this thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, &mut old);
+        old
     }
 }
 

@@ -75,7 +75,8 @@ pub use stop::StopFuture;
 #[doc(hidden)]
 pub use child::{
     Finish, Options, StopHandler, app_takes_part, exit_now, exiting, finish_default, init,
-    set_app_waits, stop_phase, stop_trigger, trigger_stop, wait_for_handlers_at_exit, wait_phase,
+    set_app_waits, spawn_thread, stop_phase, stop_trigger, trigger_stop, wait_for_handlers_at_exit,
+    wait_phase,
 };
 #[doc(hidden)]
 pub use output::{quiet_broken_output, term_own_group};
