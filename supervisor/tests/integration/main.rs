@@ -12,6 +12,7 @@ mod log_faults;
 mod logs;
 mod orphans;
 mod restart;
+mod rust_services;
 mod sdk_rust;
 mod slow_clients;
 mod stop;
