@@ -2,8 +2,8 @@
 //! supervisor killed with SIGKILL, stops what it had started and keeps what the services print
 //! while they stop.
 //!
-//! The supervisor keeps it informed over a link ([`link`]: a Unix seqpacket socket on the
-//! sentinel's stdin) of every process group it runs, and hands it duplicates of each process's
+//! The supervisor keeps it informed over a link ([`link`]: a Unix socket on the sentinel's
+//! stdin) of every process group it runs, and hands it duplicates of each process's
 //! stdout and stderr read ends, which the sentinel holds without reading; the supervisor's end is
 //! non-blocking, so a sentinel that stops reading cannot stall it. When the link closes without a
 //! `bye`, the supervisor is dead. The sentinel then reads the pipes it holds and writes their
@@ -23,7 +23,7 @@ mod link;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use crate::procs;
@@ -93,7 +92,7 @@ impl Sentinel {
         let mut cmd = Command::new(exe);
         cmd.arg("__sentinel")
             .arg(token)
-            .stdin(Stdio::from(theirs))
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
         // SAFETY: setsid is async-signal-safe. A session of its own keeps the sentinel out of
@@ -110,11 +109,10 @@ impl Sentinel {
         let child = cmd.spawn()?;
         // The sentinel's end of the link is closed here with `cmd`: only the sentinel holds it.
         drop(cmd);
-        // SAFETY: an OwnedFd stays open, with the same number, as long as the AsyncFd owns it.
-        let fd = unsafe { AsyncFd::register_with_interest(ours, tokio::io::Interest::WRITABLE)? };
+        let sock = tokio::net::UnixStream::from_std(ours)?;
         let table = Arc::new(Mutex::new(link::Table::with(records)));
         let wake = Arc::new(Notify::new());
-        let writer = tokio::spawn(write_link(fd, table.clone(), wake.clone()));
+        let writer = tokio::spawn(write_link(sock, table.clone(), wake.clone()));
         Ok(Sentinel {
             child,
             table,
@@ -178,13 +176,22 @@ impl Sentinel {
 
 /// Sends what the sentinel has not been told yet whenever its socket takes it. Ends after `bye`,
 /// or when the socket breaks (the sentinel died; the reaper starts a new one).
-async fn write_link(fd: AsyncFd<OwnedFd>, table: Arc<Mutex<link::Table>>, wake: Arc<Notify>) {
+async fn write_link(
+    sock: tokio::net::UnixStream,
+    table: Arc<Mutex<link::Table>>,
+    wake: Arc<Notify>,
+) {
+    let mut refused = false;
     loop {
         let sent = {
             let Ok(mut t) = table.lock() else { return };
-            let result = t.next().map(|p| link::send(fd.get_ref().as_raw_fd(), p));
+            let result = t.pending().map(|(bytes, fds)| {
+                sock.try_io(tokio::io::Interest::WRITABLE, || {
+                    link::send(sock.as_raw_fd(), bytes, fds)
+                })
+            });
             match result {
-                Some(Ok(())) => t.sent(),
+                Some(Ok(n)) => t.sent(n),
                 None if t.done => return,
                 _ => {}
             }
@@ -192,17 +199,34 @@ async fn write_link(fd: AsyncFd<OwnedFd>, table: Arc<Mutex<link::Table>>, wake: 
         };
         match sent {
             None => wake.notified().await,
-            Some(Ok(())) => {}
+            Some(Ok(_)) => {}
             Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Readiness may be stale: cleared here, the next send tells.
-                match fd.writable().await {
-                    Ok(mut ready) => ready.clear_ready(),
-                    Err(_) => return,
+                if sock.writable().await.is_err() {
+                    return;
                 }
             }
-            Some(Err(e)) => {
-                tracing::debug!(%e, "sentinel link write failed");
+            // The sentinel died; the reaper starts a new one.
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                tracing::debug!(%e, "sentinel link closed");
                 return;
+            }
+            // The kernel refused to pass the descriptors (ETOOMANYREFS: too many in flight for
+            // this user; or out of memory): the message goes without them, that process's last
+            // words are lost, and everything else still works.
+            Some(Err(e)) => {
+                if !std::mem::replace(&mut refused, true) {
+                    tracing::warn!(%e, "cannot pass output pipes to the sentinel; the last lines of some services are lost if the supervisor is killed");
+                }
+                match table.lock() {
+                    Ok(mut t) => t.drop_descriptors(),
+                    Err(_) => return,
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -222,27 +246,26 @@ pub fn run(token: &str) -> io::Result<()> {
     // starts nothing that could inherit a raised limit).
     raise_fd_limit();
     let mut records: BTreeMap<i32, (Record, Option<Output>)> = BTreeMap::new();
-    let mut buf = vec![0u8; link::MAX_PACKET];
+    let mut link = link::Receiver::new(libc::STDIN_FILENO);
     let mut warned = false;
     loop {
-        let (n, fds) = match link::recv(libc::STDIN_FILENO, &mut buf) {
-            Ok(got) => got,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
+        let told = match link.next() {
+            Ok(Some(told)) => told,
+            Ok(None) => break,
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
             Err(e) => {
+                // Not a supervisor's link: leave without touching anything (a supervisor whose
+                // sentinel exits starts another one).
                 eprintln!("pm-supervisor sentinel: cannot read the supervisor's link: {e}");
                 return Err(e);
             }
         };
-        if n == 0 {
-            break;
-        }
-        match link::decode(&buf[..n], fds) {
-            Some(link::Told::Add {
+        match told {
+            link::Told::Add {
                 record,
                 output,
                 missing,
-            }) => {
+            } => {
                 if missing && !std::mem::replace(&mut warned, true) {
                     eprintln!(
                         "pm-supervisor sentinel: out of descriptors; some services' last output will be lost if the supervisor dies"
@@ -250,16 +273,15 @@ pub fn run(token: &str) -> io::Result<()> {
                 }
                 records.insert(record.pid, (record, output));
             }
-            Some(link::Told::Update(record)) => {
+            link::Told::Update(record) => {
                 if let Some(held) = records.get_mut(&record.pid) {
                     held.0 = record;
                 }
             }
-            Some(link::Told::Del(pid)) => {
+            link::Told::Del(pid) => {
                 records.remove(&pid);
             }
-            Some(link::Told::Bye) => return Ok(()),
-            None => {}
+            link::Told::Bye => return Ok(()),
         }
     }
     // EOF without bye: the supervisor died. Its services' output is read from now on, while

@@ -1,6 +1,6 @@
-//! The link from the supervisor to its sentinel: a Unix seqpacket socket (the sentinel's stdin)
-//! that carries one message per packet, and with a process's first message duplicates of its
-//! stdout and stderr read ends (`SCM_RIGHTS`).
+//! The link from the supervisor to its sentinel: a Unix stream socket (the sentinel's stdin)
+//! that carries length-prefixed messages, and with a process's first message duplicates of its
+//! stdout and stderr read ends (`SCM_RIGHTS`, attached to the message's first byte).
 //!
 //! The supervisor never waits on it: what the sentinel should know is a table (one entry per live
 //! process group), and the messages that make up the difference from what it was told are
@@ -8,7 +8,11 @@
 //! group added and gone before the sentinel read anything costs nothing. Descriptors waiting to
 //! be passed are those of live processes only; a process's are closed here once it is gone.
 //!
-//! Packet layout (integers little-endian):
+//! A stream socket rather than a seqpacket one because macOS has no `AF_UNIX` seqpacket sockets.
+//! Descriptors arrive no later than the first byte of the message they came with, and in order,
+//! so the sentinel queues them and gives each `A` message that has an output the next two.
+//!
+//! Message layout (integers little-endian; each message is preceded by its length as a u32):
 //!
 //! ```text
 //! 'A' pid:i32 start:u64 grace_ms:u64 term:u8 has_output:u8
@@ -23,6 +27,7 @@ use std::ffi::OsString;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,11 +36,8 @@ use nix::sys::socket::{self, ControlMessage, MsgFlags};
 
 use super::Record;
 
-/// Largest packet: a record, a label and a log path (at most `PATH_MAX`) fit well.
-pub const MAX_PACKET: usize = 16 * 1024;
-
-/// Descriptors passed with a packet: stdout and stderr.
-const FDS: usize = 2;
+/// Largest message: a record, a label and a log path (at most `PATH_MAX`) fit well.
+pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// What the sentinel needs to write a process's output as the supervisor would: duplicates of
 /// its pipes' read ends (the sentinel never reads them while the supervisor lives), its label,
@@ -73,11 +75,27 @@ impl Output {
     }
 }
 
-/// One packet to send, with the output whose descriptors go with it.
+/// One message to send (with its length prefix), with the output whose descriptors go with
+/// its first byte.
 #[derive(Debug)]
-pub struct Packet {
-    pub bytes: Vec<u8>,
-    pub output: Option<Arc<Output>>,
+struct Packet {
+    bytes: Vec<u8>,
+    output: Option<Arc<Output>>,
+    /// The record of an `A` message, to send it again without descriptors.
+    add: Option<Record>,
+}
+
+impl Packet {
+    fn new(message: Vec<u8>, output: Option<Arc<Output>>) -> Packet {
+        let mut bytes = Vec::with_capacity(4 + message.len());
+        bytes.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&message);
+        Packet {
+            bytes,
+            output,
+            add: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +123,8 @@ pub struct Table {
     wanted: BTreeMap<i32, Entry>,
     told: BTreeMap<i32, Entry>,
     out: VecDeque<Packet>,
+    /// Bytes of the first packet in `out` already sent.
+    written: usize,
     /// A clean exit: send `bye` after the rest, then nothing more.
     pub bye: bool,
     /// `bye` is queued: nothing follows it.
@@ -154,36 +174,60 @@ impl Table {
         self.wanted.remove(&pid);
     }
 
-    /// The packet to send now, computing the next difference when the last one is out.
-    pub fn next(&mut self) -> Option<&Packet> {
+    /// The bytes to send now, and the descriptors to attach to them (at a message's start),
+    /// computing the next difference when the last one is out.
+    pub fn pending(&mut self) -> Option<(&[u8], Option<&Output>)> {
         if self.out.is_empty() && !self.done {
             self.diff();
         }
-        self.out.front()
+        let p = self.out.front()?;
+        let fds = if self.written == 0 {
+            p.output.as_deref()
+        } else {
+            None
+        };
+        Some((&p.bytes[self.written..], fds))
     }
 
-    /// The packet from [`next`](Self::next) went out.
-    pub fn sent(&mut self) {
-        self.out.pop_front();
+    /// The descriptors of the message about to be sent cannot be passed (the kernel refused
+    /// them): it is sent without them.
+    pub fn drop_descriptors(&mut self) {
+        if self.written > 0 {
+            return;
+        }
+        if let Some(p) = self.out.front_mut()
+            && p.output.is_some()
+            && let Some(r) = &p.add
+        {
+            *p = encode_add(r, None);
+        }
+    }
+
+    /// `n` bytes of [`pending`](Self::pending) went out.
+    pub fn sent(&mut self, n: usize) {
+        self.written += n;
+        if self
+            .out
+            .front()
+            .is_some_and(|p| self.written >= p.bytes.len())
+        {
+            self.out.pop_front();
+            self.written = 0;
+        }
     }
 
     fn diff(&mut self) {
         for pid in self.told.keys() {
             if !self.wanted.contains_key(pid) {
-                self.out.push_back(Packet {
-                    bytes: encode_del(*pid),
-                    output: None,
-                });
+                self.out.push_back(Packet::new(encode_del(*pid), None));
             }
         }
         for (pid, e) in &self.wanted {
             match self.told.get(pid) {
                 Some(t) if t.same_process(e) => {
                     if t.record != e.record {
-                        self.out.push_back(Packet {
-                            bytes: encode_record(b'U', &e.record),
-                            output: None,
-                        });
+                        self.out
+                            .push_back(Packet::new(encode_record(b'U', &e.record), None));
                     }
                 }
                 _ => self.out.push_back(encode_add(&e.record, e.output.as_ref())),
@@ -191,10 +235,7 @@ impl Table {
         }
         self.told.clone_from(&self.wanted);
         if self.bye {
-            self.out.push_back(Packet {
-                bytes: b"B".to_vec(),
-                output: None,
-            });
+            self.out.push_back(Packet::new(b"B".to_vec(), None));
             self.done = true;
         }
     }
@@ -216,29 +257,21 @@ fn encode_del(pid: i32) -> Vec<u8> {
     b
 }
 
-/// An `A` packet. An output whose description would not fit in a packet is left out: the
+/// An `A` message. An output whose description would not fit in a message is left out: the
 /// sentinel then cannot keep that process's last words, and still stops it.
 fn encode_add(r: &Record, output: Option<&Arc<Output>>) -> Packet {
     let mut b = encode_record(b'A', r);
-    let Some(o) = output else {
+    let path = output
+        .and_then(|o| o.log.as_ref())
+        .map_or(&b""[..], |p| p.as_os_str().as_bytes());
+    let Some(o) = output.filter(|o| b.len() + 11 + o.label.len() + path.len() <= MAX_MESSAGE)
+    else {
         b.push(0);
         return Packet {
-            bytes: b,
-            output: None,
+            add: Some(r.clone()),
+            ..Packet::new(b, None)
         };
     };
-    let path = o
-        .log
-        .as_ref()
-        .map(|p| p.as_os_str().as_bytes())
-        .unwrap_or(b"");
-    if b.len() + 11 + o.label.len() + path.len() > MAX_PACKET {
-        b.push(0);
-        return Packet {
-            bytes: b,
-            output: None,
-        };
-    }
     b.push(1);
     b.push(u8::from(o.strip_ansi));
     b.extend_from_slice(&(o.label.len() as u32).to_le_bytes());
@@ -247,8 +280,8 @@ fn encode_add(r: &Record, output: Option<&Arc<Output>>) -> Packet {
     b.extend_from_slice(&(path.len() as u32).to_le_bytes());
     b.extend_from_slice(path);
     Packet {
-        bytes: b,
-        output: Some(o.clone()),
+        add: Some(r.clone()),
+        ..Packet::new(b, Some(o.clone()))
     }
 }
 
@@ -299,10 +332,11 @@ impl Reader<'_> {
     }
 }
 
-/// Decodes a packet; `fds` are the descriptors that came with it (closed when not used). None
-/// for a packet this version does not understand.
-pub fn decode(packet: &[u8], fds: Vec<OwnedFd>) -> Option<Told> {
-    let (&kind, rest) = packet.split_first()?;
+/// Decodes a message. An `A` message with an output takes its two descriptors from the front
+/// of `fds` (None there: they did not arrive). None for a message this version does not
+/// understand.
+fn decode(message: &[u8], fds: &mut VecDeque<OwnedFd>) -> Option<Told> {
+    let (&kind, rest) = message.split_first()?;
     let mut r = Reader(rest);
     match kind {
         b'A' => {
@@ -319,8 +353,7 @@ pub fn decode(packet: &[u8], fds: Vec<OwnedFd>) -> Option<Told> {
             let to_file = r.take::<1>()?[0] != 0;
             let path = r.bytes()?;
             let log = to_file.then(|| PathBuf::from(OsString::from_vec(path.to_vec())));
-            let mut fds = fds.into_iter();
-            let output = match (fds.next(), fds.next()) {
+            let output = match (fds.pop_front(), fds.pop_front()) {
                 (Some(stdout), Some(stderr)) => Some(Output {
                     stdout,
                     stderr,
@@ -328,7 +361,6 @@ pub fn decode(packet: &[u8], fds: Vec<OwnedFd>) -> Option<Told> {
                     log,
                     strip_ansi,
                 }),
-                // The descriptors did not arrive (the sentinel's descriptor table is full).
                 _ => None,
             };
             Some(Told::Add {
@@ -346,30 +378,28 @@ pub fn decode(packet: &[u8], fds: Vec<OwnedFd>) -> Option<Told> {
 
 /// The two ends of a new link: (the supervisor's, the sentinel's). Close-on-exec; the
 /// supervisor's is non-blocking.
-pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (ours, theirs) = socket::socketpair(
-        socket::AddressFamily::Unix,
-        socket::SockType::SeqPacket,
-        None,
-        socket::SockFlag::SOCK_CLOEXEC,
-    )?;
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
-    unsafe {
-        let fd = ours.as_raw_fd();
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags == -1 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == -1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+///
+/// The supervisor's send buffer is as small as the system allows, so that only a few messages
+/// wait in the socket while the sentinel does not read (stopped with SIGSTOP, say): the pipes of
+/// processes that are gone are not kept open in it, and everything else waits in the table, where
+/// updates coalesce.
+pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    socket::setsockopt(&ours, socket::sockopt::SndBuf, &SEND_BUFFER)?;
     Ok((ours, theirs))
 }
 
-/// Sends one packet without blocking (`WouldBlock` when the sentinel's queue is full).
-pub fn send(fd: RawFd, p: &Packet) -> io::Result<()> {
-    let iov = [IoSlice::new(&p.bytes)];
+/// Send buffer asked for (the kernel doubles it, and has a floor of a few KiB).
+const SEND_BUFFER: usize = 2048;
+
+/// Sends `bytes` without blocking, with `output`'s descriptors attached to the first byte;
+/// returns how many bytes went (`WouldBlock` when none could).
+pub fn send(fd: RawFd, bytes: &[u8], output: Option<&Output>) -> io::Result<usize> {
+    let iov = [IoSlice::new(bytes)];
     let fds;
     let rights;
-    let cmsgs: &[ControlMessage] = match &p.output {
+    let cmsgs: &[ControlMessage] = match output {
         Some(o) => {
             fds = [o.stdout.as_raw_fd(), o.stderr.as_raw_fd()];
             rights = [ControlMessage::ScmRights(&fds)];
@@ -377,25 +407,83 @@ pub fn send(fd: RawFd, p: &Packet) -> io::Result<()> {
         }
         None => &[],
     };
-    socket::sendmsg::<()>(
-        fd,
-        &iov,
-        cmsgs,
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
-    Ok(())
+    // A sentinel that died must not kill the supervisor with SIGPIPE (a library user may not
+    // ignore it). macOS has no MSG_NOSIGNAL; its binary ignores SIGPIPE, as every Rust binary.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = MsgFlags::MSG_DONTWAIT;
+    Ok(socket::sendmsg::<()>(fd, &iov, cmsgs, flags, None)?)
 }
 
-/// Receives one packet into `buf`, waiting for it: its length (0 at EOF) and the descriptors
-/// that came with it, close-on-exec. Written against libc rather than nix so that descriptors
-/// that did arrive are closed even when others were cut off (`MSG_CTRUNC`).
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    // Room for FDS descriptors, aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE((FDS * size_of::<RawFd>()) as u32) } as usize;
-    debug_assert!(space <= size_of_val(&control));
+/// The sentinel's end: reads messages and the descriptors that come with them.
+#[derive(Debug)]
+pub struct Receiver {
+    fd: RawFd,
+    buf: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+    /// Descriptors were cut off once (the sentinel's table was full): which message the next
+    /// ones belong to is no longer known, so every later one is closed.
+    lost_track: bool,
+}
+
+impl Receiver {
+    /// Reads from `fd` (the sentinel's stdin), which stays open for the process's life.
+    pub fn new(fd: RawFd) -> Receiver {
+        Receiver {
+            fd,
+            buf: Vec::new(),
+            fds: VecDeque::new(),
+            lost_track: false,
+        }
+    }
+
+    /// The next message, waiting for it; None at EOF (the supervisor closed its end, or died).
+    /// An error for a stream that cannot be read or is not the supervisor's (a message longer
+    /// than [`MAX_MESSAGE`]).
+    pub fn next(&mut self) -> io::Result<Option<Told>> {
+        loop {
+            while let Some(len) = self.buf.first_chunk::<4>().map(|l| u32::from_le_bytes(*l)) {
+                let len = len as usize;
+                if len > MAX_MESSAGE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a message of {len} bytes on the link"),
+                    ));
+                }
+                if self.buf.len() < 4 + len {
+                    break;
+                }
+                let told = decode(&self.buf[4..4 + len], &mut self.fds);
+                self.buf.drain(..4 + len);
+                if let Some(told) = told {
+                    return Ok(Some(told));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let (n, fds, cut) = recv(self.fd, &mut chunk)?;
+            if cut {
+                self.lost_track = true;
+                self.fds.clear();
+            }
+            if !self.lost_track {
+                self.fds.extend(fds);
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Receives into `buf`, waiting for data: how many bytes (0 at EOF), the descriptors that came
+/// with them, and whether descriptors were cut off (`MSG_CTRUNC`: no room for them here).
+/// Written against libc rather than nix so that descriptors that did arrive are closed even when
+/// others were cut off.
+fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>, bool)> {
+    // Room for a few messages' descriptors, aligned for cmsghdr.
+    let mut control = [0u64; 16];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -405,10 +493,14 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    msg.msg_controllen = size_of_val(&control) as _;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_CMSG_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = 0;
     let n = loop {
         // SAFETY: msg points to the buffers above, which outlive the call.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
         if n >= 0 {
             break n as usize;
         }
@@ -433,14 +525,7 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    if msg.msg_flags & libc::MSG_TRUNC != 0 {
-        // Larger than any packet the supervisor sends (its descriptors are closed here).
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "packet too large",
-        ));
-    }
-    Ok((n, fds))
+    Ok((n, fds, msg.msg_flags & libc::MSG_CTRUNC != 0))
 }
 
 #[cfg(test)]
@@ -456,16 +541,12 @@ mod tests {
         }
     }
 
-    fn describe(p: &Packet) -> String {
-        let fds = if p.output.is_some() {
-            vec![
-                OwnedFd::from(std::fs::File::open("/dev/null").expect("null")),
-                OwnedFd::from(std::fs::File::open("/dev/null").expect("null")),
-            ]
-        } else {
-            Vec::new()
-        };
-        match decode(&p.bytes, fds).expect("decodes") {
+    fn null() -> OwnedFd {
+        OwnedFd::from(std::fs::File::open("/dev/null").expect("null"))
+    }
+
+    fn describe(told: Told) -> String {
+        match told {
             Told::Add {
                 record: r,
                 output: o,
@@ -485,22 +566,41 @@ mod tests {
         }
     }
 
-    fn take(t: &mut Table) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some(p) = t.next() {
-            out.push(describe(p));
-            t.sent();
-            if t.out.is_empty() {
+    /// Everything pending, decoded, sent `step` bytes at a time.
+    fn take_in_steps(t: &mut Table, step: usize) -> Vec<String> {
+        let mut bytes = Vec::new();
+        let mut fds = VecDeque::new();
+        while let Some((b, o)) = t.pending() {
+            let n = b.len().min(step);
+            bytes.extend_from_slice(&b[..n]);
+            let (len, with_fds) = (b.len(), o.is_some());
+            if with_fds {
+                fds.extend([null(), null()]);
+            }
+            let last = t.out.len() == 1 && n == len;
+            t.sent(n);
+            if last {
                 break;
             }
         }
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            out.push(describe(decode(&tail[..len], &mut fds).expect("decodes")));
+            rest = &tail[len..];
+        }
+        assert!(fds.is_empty(), "every descriptor taken by its message");
         out
     }
 
+    fn take(t: &mut Table) -> Vec<String> {
+        take_in_steps(t, usize::MAX)
+    }
+
     fn output(label: &str, log: Option<&str>) -> Arc<Output> {
-        let null = OwnedFd::from(std::fs::File::open("/dev/null").expect("null"));
         Arc::new(
-            Output::new(&null, &null, label.into(), log.map(PathBuf::from), true).expect("dup"),
+            Output::new(&null(), &null(), label.into(), log.map(PathBuf::from), true).expect("dup"),
         )
     }
 
@@ -528,6 +628,30 @@ mod tests {
     }
 
     #[test]
+    fn a_partly_sent_difference_is_finished_before_the_next() {
+        let mut t = Table::default();
+        t.add(&rec(1), Some(output("a", None)));
+        t.add(&rec(2), None);
+        let (first, fds) = t
+            .pending()
+            .map(|(b, o)| (b.len(), o.is_some()))
+            .expect("pending");
+        assert!(fds, "descriptors go with the first byte");
+        t.sent(3);
+        let (rest, fds) = t
+            .pending()
+            .map(|(b, o)| (b.len(), o.is_some()))
+            .expect("pending");
+        assert_eq!(rest, first - 3);
+        assert!(!fds, "and only with it");
+        t.sent(rest);
+        t.add(&rec(3), None);
+        // The rest of the first difference comes before the new one.
+        assert_eq!(take_in_steps(&mut t, 5), ["add 2 7 200 term"]);
+        assert_eq!(take_in_steps(&mut t, 5), ["add 3 7 200 term"]);
+    }
+
+    #[test]
     fn a_new_process_with_a_reused_pid_is_added_again_with_its_output() {
         let mut t = Table::default();
         t.add(&rec(1), Some(output("a", None)));
@@ -536,13 +660,10 @@ mod tests {
         again.start_time = 8;
         t.add(&again, Some(output("b", None)));
         assert_eq!(take(&mut t), ["add 1 8 200 term b None true"]);
-        // Re-adding the same process without an output (its channel closed) keeps the output.
-        again.term = false;
-        t.add(&again, None);
+        // The same process told again without an output (its channel closed) keeps its output.
         t.hello(1);
-        again.term = true;
         t.add(&again, None);
-        assert_eq!(take(&mut t), [] as [String; 0]);
+        assert!(take(&mut t).is_empty());
     }
 
     #[test]
@@ -553,54 +674,129 @@ mod tests {
         t.add(&rec(1), Some(o));
         t.remove(1);
         assert!(weak.upgrade().is_none(), "dropped with the entry");
-        assert!(t.next().is_none());
+        assert!(t.pending().is_none());
     }
 
     #[test]
-    fn packets_round_trip_over_a_socket_with_their_descriptors() {
+    fn messages_cross_a_socket_with_their_descriptors() {
         let (ours, theirs) = pair().expect("pair");
         let (r, w) = nix::unistd::pipe().expect("pipe");
-        let o = Arc::new(
-            Output::new(&r, &r, "svc".into(), Some("/var/log/x y.log".into()), false).expect("dup"),
-        );
         let mut t = Table::default();
-        t.add(&rec(42), Some(o));
-        let p = t.next().expect("packet");
-        send(ours.as_raw_fd(), p).expect("send");
-        t.sent();
+        for (pid, label) in [(41, "one"), (42, "two")] {
+            let o = Output::new(&r, &r, label.into(), Some("/var/log/x y.log".into()), false)
+                .expect("dup");
+            t.add(&rec(pid), Some(Arc::new(o)));
+        }
+        t.add(&rec(43), None);
+        t.bye = true;
+        let reader = std::thread::spawn(move || {
+            let mut rx = Receiver::new(theirs.as_raw_fd());
+            let mut labels = Vec::new();
+            let mut outputs = Vec::new();
+            while let Some(told) = rx.next().expect("receive") {
+                match told {
+                    Told::Add {
+                        record,
+                        output: Some(o),
+                        ..
+                    } => {
+                        labels.push(format!("{} {}", record.pid, o.label));
+                        assert_eq!(
+                            o.log.as_deref(),
+                            Some(std::path::Path::new("/var/log/x y.log"))
+                        );
+                        outputs.push(o);
+                    }
+                    Told::Add {
+                        record,
+                        output: None,
+                        missing,
+                    } => {
+                        assert!(!missing);
+                        labels.push(format!("{} -", record.pid));
+                    }
+                    Told::Bye => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (labels, outputs, rx, theirs)
+        });
+        // Sent a few bytes at a time, as a busy socket may take them.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while let Some((b, o)) = t.pending() {
+            match send(ours.as_raw_fd(), &b[..b.len().min(7)], o) {
+                Ok(n) => t.sent(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < end, "the reader does not read");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
         drop(t);
-        let mut buf = vec![0u8; MAX_PACKET];
-        let (n, fds) = recv(theirs.as_raw_fd(), &mut buf).expect("recv");
-        let Some(Told::Add {
-            record: rec,
-            output: Some(out),
-            ..
-        }) = decode(&buf[..n], fds)
-        else {
-            panic!("not an add with output");
-        };
-        assert_eq!(rec.pid, 42);
-        assert_eq!(&*out.label, "svc");
-        assert_eq!(
-            out.log.as_deref(),
-            Some(std::path::Path::new("/var/log/x y.log"))
-        );
-        // The passed descriptor reads what is written into the pipe.
+        let (labels, outputs, mut rx, _theirs) = reader.join().expect("reader");
+        assert_eq!(labels, ["41 one", "42 two", "43 -"]);
+        // A passed descriptor reads what is written into the pipe.
         nix::unistd::write(&w, b"hi").expect("write");
         let mut got = [0u8; 2];
-        let n = nix::unistd::read(&out.stdout, &mut got).expect("read");
+        let n = nix::unistd::read(&outputs[1].stdout, &mut got).expect("read");
         assert_eq!(&got[..n], b"hi");
         drop(ours);
-        assert_eq!(recv(theirs.as_raw_fd(), &mut buf).expect("eof").0, 0);
+        assert!(rx.next().expect("eof").is_none());
     }
 
     #[test]
-    fn truncated_or_unknown_packets_are_ignored() {
-        assert!(decode(b"", Vec::new()).is_none());
-        assert!(decode(b"A\x01\x00", Vec::new()).is_none());
-        assert!(decode(b"Z", Vec::new()).is_none());
+    fn a_sentinel_that_does_not_read_holds_the_pipes_of_a_few_processes_at_most() {
+        let (ours, _theirs) = pair().expect("pair");
+        let o = output("a-service-name", Some("/var/log/a-service.log"));
+        let mut accepted = 0;
+        loop {
+            let p = encode_add(&rec(accepted), Some(&o));
+            match send(ours.as_raw_fd(), &p.bytes, p.output.as_deref()) {
+                Ok(n) => {
+                    assert_eq!(n, p.bytes.len(), "whole small messages go out");
+                    accepted += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+            assert!(accepted < 1000, "the socket takes messages without end");
+        }
+        assert!(
+            accepted <= 16,
+            "{accepted} messages with descriptors wait in the socket"
+        );
+        assert!(accepted >= 1);
+    }
+
+    #[test]
+    fn a_message_whose_descriptors_cannot_be_passed_goes_without_them() {
+        let mut t = Table::default();
+        t.add(&rec(1), Some(output("a", None)));
+        t.pending();
+        t.drop_descriptors();
+        assert_eq!(take(&mut t), ["add 1 7 200 term"]);
+    }
+
+    #[test]
+    fn a_message_too_long_for_the_link_is_an_error() {
+        let (ours, theirs) = pair().expect("pair");
+        let len = (MAX_MESSAGE as u32 + 1).to_le_bytes();
+        send(ours.as_raw_fd(), &len, None).expect("send");
+        let e = Receiver::new(theirs.as_raw_fd())
+            .next()
+            .expect_err("too long");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn truncated_or_unknown_messages_are_ignored() {
+        let mut fds = VecDeque::new();
+        assert!(decode(b"", &mut fds).is_none());
+        assert!(decode(b"A\x01\x00", &mut fds).is_none());
+        assert!(decode(b"Z", &mut fds).is_none());
         let mut add = encode_add(&rec(1), Some(&output("a", None))).bytes;
         add.truncate(add.len() - 2);
-        assert!(decode(&add, Vec::new()).is_none());
+        assert!(decode(&add[4..], &mut fds).is_none());
     }
 }

@@ -182,3 +182,40 @@ fn the_drain_ends_at_its_limit_when_something_outside_the_service_keeps_writing(
     );
     t.wait_all_gone(ALL_GONE).expect("nothing of the test left");
 }
+
+#[test]
+fn a_sentinel_started_again_gets_the_pipes_of_running_services() {
+    let t = TestDir::new();
+    let log = t.path().join("py.log");
+    let config = t.config(json!([
+        {"name": "py", "script": fixture("last_words.py"), "args": ["handler", LINES.to_string()],
+         "log": log.display().to_string(), "killTimeout": 800}
+    ]));
+    let mut sup = t.run(&config);
+    t.wait_event("py", "started");
+    let first = sentinel_pid(&t);
+    kill(Pid::from_raw(first), Signal::SIGKILL).expect("kill the sentinel");
+    let second = poll(PATIENCE, || {
+        t.live()
+            .into_iter()
+            .find(|(pid, cmd)| *pid != first && cmd.contains("__sentinel"))
+    })
+    .expect("a new sentinel")
+    .0;
+    // The new sentinel has been told about the service once it holds its two pipes.
+    poll(PATIENCE, || {
+        let pipes = std::fs::read_dir(format!("/proc/{second}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+            .count();
+        (pipes == 2).then_some(())
+    })
+    .expect("the new sentinel holds the service's pipes");
+    sup.signal(Signal::SIGKILL);
+    sup.wait(PATIENCE).expect("reaped");
+    t.wait_all_gone(ALL_GONE).expect("everything gone");
+    assert_last_words(&std::fs::read_to_string(&log).expect("log"), "py");
+}
