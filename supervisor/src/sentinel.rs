@@ -2,21 +2,31 @@
 //! supervisor killed with SIGKILL, stops what it had started and keeps what the services print
 //! while they stop.
 //!
-//! The supervisor keeps it informed over a link ([`link`]: a Unix socket on the sentinel's
-//! stdin) of every process group it runs, and hands it duplicates of each process's
+//! The supervisor keeps it informed over a link (module `link`: a Unix socket on the
+//! sentinel's stdin) of every process group it runs, and hands it duplicates of each process's
 //! stdout and stderr read ends, which the sentinel holds without reading; the supervisor's end is
 //! non-blocking, so a sentinel that stops reading cannot stall it. When the link closes without a
 //! `bye`, the supervisor is dead. The sentinel then reads the pipes it holds and writes their
-//! lines to the services' logs ([`drain`]), so a service's writes never fail and what its stop
-//! handlers print is kept; meanwhile it sends SIGTERM to the groups whose child never spoke the
-//! protocol (the others see EOF on their channel, which is their stop request), waits for them up
-//! to their grace time (at most [`MAX_GRACE`]), then SIGKILLs every remaining group and every
-//! process carrying the run's service tag (descendants that left their group). It exits once
-//! every pipe is at EOF and every line written, or at the drain's limits.
+//! lines to the services' logs (module `drain`), so a service's writes never fail and what its
+//! stop handlers print is kept; meanwhile it sends SIGTERM to the groups whose child never spoke
+//! the protocol (the others see EOF on their channel, which is their stop request), waits for
+//! them up to their grace time (at most [`MAX_GRACE`]), then SIGKILLs every remaining group and
+//! every process carrying the run's service tag (descendants that left their group). It exits
+//! once every pipe is at EOF and every line written, or at the drain's limits ([`DRAIN_LIMIT`],
+//! [`WRITE_GRACE`]).
 //!
 //! `PR_SET_PDEATHSIG` is not used: it fires when the *thread* that forked a child exits, which
 //! in a threaded runtime is not the same as the process dying, and it would only reach the
 //! direct child anyway.
+
+/// A line on the sentinel's stderr (the supervisor's), ignoring a stderr that is gone: the
+/// sentinel has no logger, and must never panic over a closed stream.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "pm-supervisor sentinel: {}", format_args!($($arg)*));
+    }};
+}
 
 mod drain;
 mod link;
@@ -151,7 +161,7 @@ impl Sentinel {
 
     /// Clean exit: the sentinel leaves without touching anything, and is reaped here so that no
     /// zombie is left for an init that does not reap. A sentinel that does not take its `bye`
-    /// within [`DISMISS_WITHIN`] (stopped, or stuck) is killed instead: every service is gone by
+    /// within `DISMISS_WITHIN` (stopped, or stuck) is killed instead: every service is gone by
     /// now, so there is nothing left for it to do.
     pub async fn dismiss(mut self) {
         self.update(|t| t.bye = true);
@@ -256,7 +266,7 @@ pub fn run(token: &str) -> io::Result<()> {
             Err(e) => {
                 // Not a supervisor's link: leave without touching anything (a supervisor whose
                 // sentinel exits starts another one).
-                eprintln!("pm-supervisor sentinel: cannot read the supervisor's link: {e}");
+                note!("cannot read the supervisor's link: {e}");
                 return Err(e);
             }
         };
@@ -267,8 +277,8 @@ pub fn run(token: &str) -> io::Result<()> {
                 missing,
             } => {
                 if missing && !std::mem::replace(&mut warned, true) {
-                    eprintln!(
-                        "pm-supervisor sentinel: out of descriptors; some services' last output will be lost if the supervisor dies"
+                    note!(
+                        "out of descriptors; some services' last output will be lost if the supervisor dies"
                     );
                 }
                 records.insert(record.pid, (record, output));

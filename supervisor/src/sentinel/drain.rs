@@ -173,7 +173,7 @@ pub fn start(outputs: Vec<Output>, died: Instant) -> Drain {
                     .spawn(move || write_loop(target, &theirs));
                 match spawned {
                     Ok(t) => writers.push((q.clone(), t)),
-                    Err(e) => eprintln!("pm-supervisor sentinel: cannot start a log writer: {e}"),
+                    Err(e) => note!("cannot start a log writer: {e}"),
                 }
                 q
             })
@@ -204,7 +204,7 @@ pub fn start(outputs: Vec<Output>, died: Instant) -> Drain {
     let reader = match reader {
         Ok(t) => Some(t),
         Err(e) => {
-            eprintln!("pm-supervisor sentinel: cannot read the services' last output: {e}");
+            note!("cannot read the services' last output: {e}");
             for (q, _) in &writers {
                 q.close();
             }
@@ -293,7 +293,7 @@ fn read_loop(services: Vec<Service>, mut pipes: Vec<Pipe>, deadline: Instant) {
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
-                eprintln!("pm-supervisor sentinel: poll failed: {e}");
+                note!("poll failed: {e}");
                 break;
             }
         }
@@ -342,9 +342,7 @@ fn write_loop(path: Option<PathBuf>, queue: &Queue) {
         .as_deref()
         .map_or("stdout".into(), |p| p.display().to_string());
     if let Err(e) = &file {
-        eprintln!(
-            "pm-supervisor sentinel: cannot open {shown}: {e}; the last output for it is lost"
-        );
+        note!("cannot open {shown}: {e}; the last output for it is lost");
     }
     let mut failed = false;
     while let Some(batch) = queue.take() {
@@ -356,7 +354,7 @@ fn write_loop(path: Option<PathBuf>, queue: &Queue) {
                 let _ = f.set_len(size);
             }
             if !failed {
-                eprintln!("pm-supervisor sentinel: cannot write {shown}: {e}");
+                note!("cannot write {shown}: {e}");
                 failed = true;
             }
         }

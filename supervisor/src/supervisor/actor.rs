@@ -180,7 +180,7 @@ impl Actor {
     pub(super) fn new(opts: Options, events: broadcast::Sender<Event>) -> std::io::Result<Actor> {
         let hub = LogHub::start()?;
         let sentinel = if opts.sentinel {
-            Some(Sentinel::start(&opts.token, None)?)
+            Some(Sentinel::start(&opts.token, std::iter::empty())?)
         } else {
             None
         };
