@@ -56,8 +56,11 @@ struct QueueState {
 }
 
 impl Queue {
+    /// Queues lines; dropped once the queue is closed (its writer is gone or never started).
     fn push(&self, bytes: &[u8]) {
-        if let Ok(mut s) = self.state.lock() {
+        if let Ok(mut s) = self.state.lock()
+            && !s.closed
+        {
             s.buf.extend_from_slice(bytes);
         }
         self.more.notify_one();
@@ -173,7 +176,10 @@ pub fn start(outputs: Vec<Output>, died: Instant) -> Drain {
                     .spawn(move || write_loop(target, &theirs));
                 match spawned {
                     Ok(t) => writers.push((q.clone(), t)),
-                    Err(e) => note!("cannot start a log writer: {e}"),
+                    Err(e) => {
+                        note!("cannot start a log writer: {e}; the last output for it is lost");
+                        q.close();
+                    }
                 }
                 q
             })
