@@ -228,7 +228,7 @@ impl Sink {
 
 /// Opens a log file for appending, refusing anything but a regular file. `O_NONBLOCK` keeps the
 /// open itself from blocking on a FIFO; it is cleared once the file is known to be regular.
-fn open_log(path: &Path) -> io::Result<File> {
+pub(crate) fn open_log(path: &Path) -> io::Result<File> {
     let not_regular = |t: std::fs::FileType| {
         let what = if t.is_fifo() {
             "a FIFO"

@@ -287,23 +287,35 @@ impl Pump {
 
     /// Formats the lines `split` hands out into one batch; one timestamp per read.
     fn format(&self, stream: Stream, split: impl FnOnce(&mut dyn FnMut(&[u8], bool))) -> Vec<u8> {
-        let now = SystemTime::now();
-        let whole = prefix(now, &self.label, stream.tag(false), self.colour);
-        let mut part = None;
-        let mut batch = Vec::new();
-        split(&mut |l: &[u8], continued: bool| {
-            let head = if continued {
-                part.get_or_insert_with(|| prefix(now, &self.label, stream.tag(true), self.colour))
-            } else {
-                &whole
-            };
-            batch.reserve(head.len() + l.len() + 1);
-            batch.extend_from_slice(head.as_bytes());
-            batch.extend_from_slice(l);
-            batch.push(b'\n');
-        });
-        batch
+        format_lines(&self.label, self.colour, stream, split)
     }
+}
+
+/// Formats the lines `split` hands out (`(line, continued)`, as [`LogLines`] does) into one
+/// batch of log lines, all with the current time. Also used by the sentinel, which writes a
+/// dead supervisor's last lines the same way.
+pub fn format_lines(
+    label: &str,
+    colour: Option<u8>,
+    stream: Stream,
+    split: impl FnOnce(&mut dyn FnMut(&[u8], bool)),
+) -> Vec<u8> {
+    let now = SystemTime::now();
+    let whole = prefix(now, label, stream.tag(false), colour);
+    let mut part = None;
+    let mut batch = Vec::new();
+    split(&mut |l: &[u8], continued: bool| {
+        let head = if continued {
+            part.get_or_insert_with(|| prefix(now, label, stream.tag(true), colour))
+        } else {
+            &whole
+        };
+        batch.reserve(head.len() + l.len() + 1);
+        batch.extend_from_slice(head.as_bytes());
+        batch.extend_from_slice(l);
+        batch.push(b'\n');
+    });
+    batch
 }
 
 #[cfg(test)]

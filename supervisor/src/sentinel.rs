@@ -1,19 +1,39 @@
 //! The sentinel: a small process (this same binary, `pm-supervisor __sentinel`) that outlives a
-//! supervisor killed with SIGKILL and stops what it had started.
+//! supervisor killed with SIGKILL, stops what it had started and keeps what the services print
+//! while they stop.
 //!
-//! The supervisor keeps it informed over a pipe (the sentinel's stdin) of every process group it
-//! runs; the supervisor's end is non-blocking, so a sentinel that stops reading cannot stall it. When that pipe closes without a `bye`, the supervisor is dead: the sentinel sends
-//! SIGTERM to the groups whose child never spoke the protocol (the others see EOF on their
-//! channel, which is their stop request), waits for them up to their grace time (at most
-//! [`MAX_GRACE`]), then SIGKILLs every remaining group and every process carrying the run's
-//! service tag (descendants that left their group), and exits.
+//! The supervisor keeps it informed over a link (module `link`: a Unix socket on the
+//! sentinel's stdin) of every process group it runs, and hands it duplicates of each process's
+//! stdout and stderr read ends, which the sentinel holds without reading; the supervisor's end is
+//! non-blocking, so a sentinel that stops reading cannot stall it. When the link closes without a
+//! `bye`, the supervisor is dead. The sentinel then reads the pipes it holds and writes their
+//! lines to the services' logs (module `drain`), so a service's writes never fail and what its
+//! stop handlers print is kept; meanwhile it sends SIGTERM to the groups whose child never spoke
+//! the protocol (the others see EOF on their channel, which is their stop request), waits for
+//! them up to their grace time (at most [`MAX_GRACE`]), then SIGKILLs every remaining group and
+//! every process carrying the run's service tag (descendants that left their group). It exits
+//! once every pipe is at EOF and every line written, or at the drain's limits ([`DRAIN_LIMIT`],
+//! [`WRITE_GRACE`]).
 //!
 //! `PR_SET_PDEATHSIG` is not used: it fires when the *thread* that forked a child exits, which
 //! in a threaded runtime is not the same as the process dying, and it would only reach the
 //! direct child anyway.
 
+/// A line on the sentinel's stderr (the supervisor's), ignoring a stderr that is gone: the
+/// sentinel has no logger, and must never panic over a closed stream.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "pm-supervisor sentinel: {}", format_args!($($arg)*));
+    }};
+}
+
+mod drain;
+mod link;
+
 use std::collections::BTreeMap;
-use std::io::{self, BufRead};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,6 +44,9 @@ use nix::unistd::Pid;
 use tokio::sync::Notify;
 
 use crate::procs;
+
+pub use drain::{DRAIN_LIMIT, WRITE_GRACE};
+pub use link::Output;
 
 /// Longest a sentinel waits for stop handlers after the supervisor died before SIGKILL, so that
 /// everything is gone within a second.
@@ -36,13 +59,13 @@ const DISMISS_WITHIN: Duration = Duration::from_millis(200);
 /// The supervisor's handle on its sentinel.
 ///
 /// The link never blocks the supervisor: what the sentinel should know is kept as a table (one
-/// entry per live process group), and a task writes the difference from what it was told to the
-/// non-blocking pipe whenever the pipe takes it. A sentinel that stops reading (SIGSTOP) costs
+/// entry per live process group, with its output pipes), and a task sends the difference from
+/// what it was told whenever the socket takes it. A sentinel that stops reading (SIGSTOP) costs
 /// at most that table and one pending difference, however many processes come and go meanwhile.
 #[derive(Debug)]
 pub struct Sentinel {
     child: Child,
-    link: Arc<Mutex<Link>>,
+    table: Arc<Mutex<link::Table>>,
     wake: Arc<Notify>,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -60,73 +83,27 @@ pub struct Record {
     pub term: bool,
 }
 
-/// What the sentinel should know and what it has been told; the lines that make up the
-/// difference are computed only when the previous ones are written, so updates to the same
-/// group coalesce (a group added and gone before the sentinel read anything costs nothing).
-#[derive(Debug, Default)]
-struct Link {
-    wanted: BTreeMap<i32, Record>,
-    told: BTreeMap<i32, Record>,
-    /// Encoded lines being written, and how much of them is written.
-    out: Vec<u8>,
-    written: usize,
-    /// A clean exit: write `bye` after the rest, then nothing more.
-    bye: bool,
-    /// `bye` is in `out`: nothing follows it.
-    done: bool,
-}
-
-impl Link {
-    /// The bytes still to write, computing the next difference when the last one is out.
-    fn pending(&mut self) -> &[u8] {
-        if self.written == self.out.len() && !self.done {
-            self.out.clear();
-            self.written = 0;
-            for pid in self.told.keys() {
-                if !self.wanted.contains_key(pid) {
-                    self.out
-                        .extend_from_slice(format!("del {pid}\n").as_bytes());
-                }
-            }
-            for (pid, r) in &self.wanted {
-                if self.told.get(pid) != Some(r) {
-                    self.out.extend_from_slice(
-                        format!(
-                            "add {} {} {} {}\n",
-                            r.pid,
-                            r.start_time,
-                            r.grace.as_millis(),
-                            if r.term { "term" } else { "-" }
-                        )
-                        .as_bytes(),
-                    );
-                }
-            }
-            self.told.clone_from(&self.wanted);
-            if self.bye {
-                self.out.extend_from_slice(b"bye\n");
-                self.done = true;
-            }
-        }
-        &self.out[self.written..]
-    }
-}
-
 impl Sentinel {
     /// Starts the sentinel for the run whose service tags start with `token`, telling it about
-    /// `records` first. Must be called within the tokio runtime.
-    pub fn start(token: &str, records: impl IntoIterator<Item = Record>) -> io::Result<Sentinel> {
+    /// `records` (and their outputs) first. Must be called within the tokio runtime. The
+    /// sentinel gets the supervisor's stdout, where it writes the last lines of services that
+    /// log there, and its stderr.
+    pub fn start(
+        token: &str,
+        records: impl IntoIterator<Item = (Record, Option<Arc<Output>>)>,
+    ) -> io::Result<Sentinel> {
         // The binary's own path (so `ps` shows pm-supervisor); on Linux /proc/self/exe still
         // works if the file was replaced by an upgrade while this process runs.
         let exe = std::env::current_exe()
             .ok()
             .filter(|p| p.exists())
             .unwrap_or_else(|| "/proc/self/exe".into());
+        let (ours, theirs) = link::pair()?;
         let mut cmd = Command::new(exe);
         cmd.arg("__sentinel")
             .arg(token)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
         // SAFETY: setsid is async-signal-safe. A session of its own keeps the sentinel out of
         // reach of signals sent to the supervisor's process group (a terminal's Ctrl-C, or a
@@ -139,21 +116,16 @@ impl Sentinel {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn()?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin"))?;
-        let pipe = tokio::net::unix::pipe::Sender::from_owned_fd(stdin.into())?;
-        let link = Arc::new(Mutex::new(Link {
-            wanted: records.into_iter().map(|r| (r.pid, r)).collect(),
-            ..Link::default()
-        }));
+        let child = cmd.spawn()?;
+        // The sentinel's end of the link is closed here with `cmd`: only the sentinel holds it.
+        drop(cmd);
+        let sock = tokio::net::UnixStream::from_std(ours)?;
+        let table = Arc::new(Mutex::new(link::Table::with(records)));
         let wake = Arc::new(Notify::new());
-        let writer = tokio::spawn(write_link(pipe, link.clone(), wake.clone()));
+        let writer = tokio::spawn(write_link(sock, table.clone(), wake.clone()));
         Ok(Sentinel {
             child,
-            link,
+            table,
             wake,
             writer,
         })
@@ -164,42 +136,35 @@ impl Sentinel {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    fn update(&self, f: impl FnOnce(&mut Link)) {
-        if let Ok(mut link) = self.link.lock() {
-            f(&mut link);
+    fn update(&self, f: impl FnOnce(&mut link::Table)) {
+        if let Ok(mut t) = self.table.lock() {
+            f(&mut t);
         }
         self.wake.notify_one();
     }
 
-    /// Tells the sentinel about a new process group.
-    pub fn add(&mut self, r: &Record) {
-        self.update(|l| {
-            l.wanted.insert(r.pid, r.clone());
-        });
+    /// Tells the sentinel about a new process group, or new facts about one; `output` is the
+    /// process's output to keep after the supervisor's death (None: keep what it had).
+    pub fn add(&mut self, r: &Record, output: Option<Arc<Output>>) {
+        self.update(|t| t.add(r, output));
     }
 
     /// The child spoke the protocol: it handles EOF itself and gets no SIGTERM.
     pub fn hello(&mut self, pid: Pid) {
-        self.update(|l| {
-            if let Some(r) = l.wanted.get_mut(&pid.as_raw()) {
-                r.term = false;
-            }
-        });
+        self.update(|t| t.hello(pid.as_raw()));
     }
 
-    /// The group is gone.
+    /// The group is gone; the sentinel closes its copies of the group's pipes.
     pub fn remove(&mut self, pid: Pid) {
-        self.update(|l| {
-            l.wanted.remove(&pid.as_raw());
-        });
+        self.update(|t| t.remove(pid.as_raw()));
     }
 
     /// Clean exit: the sentinel leaves without touching anything, and is reaped here so that no
     /// zombie is left for an init that does not reap. A sentinel that does not take its `bye`
-    /// within [`DISMISS_WITHIN`] (stopped, or stuck) is killed instead: every service is gone by
+    /// within `DISMISS_WITHIN` (stopped, or stuck) is killed instead: every service is gone by
     /// now, so there is nothing left for it to do.
     pub async fn dismiss(mut self) {
-        self.update(|l| l.bye = true);
+        self.update(|t| t.bye = true);
         let end = Instant::now() + DISMISS_WITHIN;
         let _ = tokio::time::timeout_at(end.into(), &mut self.writer).await;
         self.writer.abort();
@@ -219,93 +184,136 @@ impl Sentinel {
     }
 }
 
-/// Writes what the sentinel has not been told yet whenever its pipe takes it. Ends after `bye`,
-/// or when the pipe breaks (the sentinel died; the reaper starts a new one).
+/// Sends what the sentinel has not been told yet whenever its socket takes it. Ends after `bye`,
+/// or when the socket breaks (the sentinel died; the reaper starts a new one).
 async fn write_link(
-    pipe: tokio::net::unix::pipe::Sender,
-    link: Arc<Mutex<Link>>,
+    sock: tokio::net::UnixStream,
+    table: Arc<Mutex<link::Table>>,
     wake: Arc<Notify>,
 ) {
+    let mut refused = false;
     loop {
-        let (chunk, last) = {
-            let Ok(mut l) = link.lock() else { return };
-            let chunk = l.pending().to_vec();
-            (chunk, l.done)
-        };
-        if chunk.is_empty() {
-            if last {
-                return;
+        let sent = {
+            let Ok(mut t) = table.lock() else { return };
+            let result = t.pending().map(|(bytes, fds)| {
+                sock.try_io(tokio::io::Interest::WRITABLE, || {
+                    link::send(sock.as_raw_fd(), bytes, fds)
+                })
+            });
+            match result {
+                Some(Ok(n)) => t.sent(n),
+                None if t.done => return,
+                _ => {}
             }
-            wake.notified().await;
-            continue;
-        }
-        match pipe.writable().await.and_then(|()| pipe.try_write(&chunk)) {
-            Ok(n) => {
-                if let Ok(mut l) = link.lock() {
-                    l.written += n;
+            result
+        };
+        match sent {
+            None => wake.notified().await,
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                if sock.writable().await.is_err() {
+                    return;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                tracing::debug!(%e, "sentinel pipe write failed");
+            // The sentinel died; the reaper starts a new one.
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                tracing::debug!(%e, "sentinel link closed");
                 return;
+            }
+            // The kernel refused to pass the descriptors (ETOOMANYREFS: too many in flight for
+            // this user; or out of memory): the message goes without them, that process's last
+            // words are lost, and everything else still works.
+            Some(Err(e)) => {
+                if !std::mem::replace(&mut refused, true) {
+                    tracing::warn!(%e, "cannot pass output pipes to the sentinel; the last lines of some services are lost if the supervisor is killed");
+                }
+                match table.lock() {
+                    Ok(mut t) => t.drop_descriptors(),
+                    Err(_) => return,
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 }
 
-/// The sentinel process's main loop. Returns when the supervisor is gone and cleanup is done.
+/// The sentinel process's main loop. Returns when the supervisor is gone, cleanup is done and its
+/// services' last output written (or the drain's limits passed).
 pub fn run(token: &str) -> io::Result<()> {
-    // Tell the operating system not to kill us for writing to a closed stderr.
+    // Tell the operating system not to kill us for writing to a closed stderr or stdout.
     // SAFETY: setting a signal disposition to ignore is always sound.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
-    let mut records: BTreeMap<i32, Record> = BTreeMap::new();
-    let stdin = io::stdin();
-    for line in stdin.lock().lines() {
-        let line = line?;
-        let mut f = line.split(' ');
-        match (f.next(), f.next()) {
-            (Some("add"), Some(pid)) => {
-                let (Ok(pid), Some(Ok(start_time)), Some(Ok(grace))) = (
-                    pid.parse(),
-                    f.next().map(str::parse),
-                    f.next().map(str::parse::<u64>),
-                ) else {
-                    continue;
-                };
-                let term = f.next() == Some("term");
-                records.insert(
-                    pid,
-                    Record {
-                        pid,
-                        start_time,
-                        grace: Duration::from_millis(grace),
-                        term,
-                    },
-                );
+    // Two descriptors per live process are held here: use the whole allowance (this process
+    // starts nothing that could inherit a raised limit).
+    raise_fd_limit();
+    let mut records: BTreeMap<i32, (Record, Option<Output>)> = BTreeMap::new();
+    let mut link = link::Receiver::new(libc::STDIN_FILENO);
+    let mut warned = false;
+    loop {
+        let told = match link.next() {
+            Ok(Some(told)) => told,
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => {
+                // Not a supervisor's link: leave without touching anything (a supervisor whose
+                // sentinel exits starts another one).
+                note!("cannot read the supervisor's link: {e}");
+                return Err(e);
             }
-            (Some("hello"), Some(pid)) => {
-                if let Some(r) = pid.parse().ok().and_then(|p: i32| records.get_mut(&p)) {
-                    r.term = false;
+        };
+        match told {
+            link::Told::Add {
+                record,
+                output,
+                missing,
+            } => {
+                if missing && !std::mem::replace(&mut warned, true) {
+                    note!(
+                        "out of descriptors; some services' last output will be lost if the supervisor dies"
+                    );
+                }
+                records.insert(record.pid, (record, output));
+            }
+            link::Told::Update(record) => {
+                if let Some(held) = records.get_mut(&record.pid) {
+                    held.0 = record;
                 }
             }
-            (Some("del"), Some(pid)) => {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    records.remove(&pid);
-                }
+            link::Told::Del(pid) => {
+                records.remove(&pid);
             }
-            (Some("bye"), _) => return Ok(()),
-            _ => {}
+            link::Told::Bye => return Ok(()),
         }
     }
-    // EOF without bye: the supervisor died.
-    let records: Vec<Record> = records.into_values().collect();
+    // EOF without bye: the supervisor died. Its services' output is read from now on, while
+    // they are stopped.
+    let died = Instant::now();
+    let (records, outputs): (Vec<Record>, Vec<Option<Output>>) = records.into_values().unzip();
+    let drain = drain::start(outputs.into_iter().flatten().collect(), died);
     cleanup(token, &records, MAX_GRACE);
+    drain.finish();
     Ok(())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Stops what a dead supervisor left: SIGTERM to the groups marked for it, a grace period
@@ -353,58 +361,5 @@ fn still_ours(r: &Record) -> bool {
         // only hands out once no group uses the number any more.
         Some(s) => r.start_time != 0 && s.start_time == r.start_time,
         None => procs::LiveGroups::read().contains(r.pid),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(pid: i32) -> Record {
-        Record {
-            pid,
-            start_time: 7,
-            grace: Duration::from_millis(200),
-            term: true,
-        }
-    }
-
-    fn take(l: &mut Link) -> String {
-        let s = String::from_utf8_lossy(l.pending()).into_owned();
-        l.written = l.out.len();
-        s
-    }
-
-    #[test]
-    fn updates_coalesce_while_the_sentinel_does_not_read() {
-        let mut l = Link::default();
-        l.wanted.insert(1, rec(1));
-        assert_eq!(take(&mut l), "add 1 7 200 term\n");
-        // The sentinel stops reading; a thousand groups come and go meanwhile.
-        let _ = l.pending();
-        for pid in 100..1100 {
-            l.wanted.insert(pid, rec(pid));
-            l.wanted.remove(&pid);
-        }
-        l.wanted.get_mut(&1).expect("1").term = false;
-        l.wanted.insert(2, rec(2));
-        assert_eq!(take(&mut l), "add 1 7 200 -\nadd 2 7 200 term\n");
-        l.wanted.remove(&1);
-        l.bye = true;
-        assert_eq!(take(&mut l), "del 1\nbye\n");
-        l.wanted.insert(3, rec(3));
-        assert_eq!(take(&mut l), "", "nothing after bye");
-    }
-
-    #[test]
-    fn a_partly_written_difference_is_finished_before_the_next() {
-        let mut l = Link::default();
-        l.wanted.insert(1, rec(1));
-        assert_eq!(l.pending(), b"add 1 7 200 term\n");
-        l.written = 4;
-        l.wanted.insert(2, rec(2));
-        assert_eq!(l.pending(), b"1 7 200 term\n");
-        l.written = l.out.len();
-        assert_eq!(l.pending(), b"add 2 7 200 term\n");
     }
 }

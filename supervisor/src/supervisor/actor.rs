@@ -58,6 +58,9 @@ struct Proc {
     killed: Option<String>,
     /// Lines about its `extend` requests: a child may send any number.
     extend_lines: RateLimit,
+    /// Copies of its output pipes for the sentinel, which writes its last lines if the
+    /// supervisor dies (kept here to hand them to a restarted sentinel).
+    output: Option<Arc<sentinel::Output>>,
 }
 
 struct Service {
@@ -180,7 +183,7 @@ impl Actor {
     pub(super) fn new(opts: Options, events: broadcast::Sender<Event>) -> std::io::Result<Actor> {
         let hub = LogHub::start()?;
         let sentinel = if opts.sentinel {
-            Some(Sentinel::start(&opts.token, [])?)
+            Some(Sentinel::start(&opts.token, std::iter::empty())?)
         } else {
             None
         };
@@ -408,6 +411,24 @@ impl Actor {
                 None
             }
         };
+        // Only while a sentinel runs: it is the one to read them, after the supervisor's death.
+        let for_sentinel = self.sentinel.is_some().then(|| {
+            sentinel::Output::new(
+                &spawned.stdout,
+                &spawned.stderr,
+                label.clone(),
+                svc.spec.log.clone(),
+                svc.spec.strip_ansi,
+            )
+        });
+        let for_sentinel = match for_sentinel {
+            Some(Ok(o)) => Some(Arc::new(o)),
+            Some(Err(e)) => {
+                tracing::warn!(service = %label, %e, "cannot keep a copy of the output pipes: its last lines are lost if the supervisor is killed");
+                None
+            }
+            None => None,
+        };
         let pump = output::Pump {
             sink: svc.sink.clone(),
             colour: colour_for(&svc.sink, &label),
@@ -429,6 +450,7 @@ impl Actor {
             stop: None,
             killed: None,
             extend_lines: RateLimit::new(3, Duration::from_secs(1)),
+            output: for_sentinel.clone(),
         });
         svc.life.launched();
         svc.error = None;
@@ -437,12 +459,15 @@ impl Actor {
         self.by_pid.insert(pid, id);
         self.by_proc.insert(num, id);
         if let Some(s) = &mut self.sentinel {
-            s.add(&sentinel::Record {
-                pid: pid.as_raw(),
-                start_time: start_ticks,
-                grace,
-                term: true,
-            });
+            s.add(
+                &sentinel::Record {
+                    pid: pid.as_raw(),
+                    start_time: start_ticks,
+                    grace,
+                    term: true,
+                },
+                for_sentinel,
+            );
         }
         self.state_dirty = true;
         self.emit(id, EventKind::Started { pid: pid.as_raw() });
@@ -695,12 +720,15 @@ impl Actor {
         let Some(p) = svc.proc.as_mut() else { return };
         if p.hello {
             if let Some(s) = &mut self.sentinel {
-                s.add(&sentinel::Record {
-                    pid: p.pid.as_raw(),
-                    start_time: p.start_ticks,
-                    grace: svc.spec.kill_timeout,
-                    term: true,
-                });
+                s.add(
+                    &sentinel::Record {
+                        pid: p.pid.as_raw(),
+                        start_time: p.start_ticks,
+                        grace: svc.spec.kill_timeout,
+                        term: true,
+                    },
+                    None,
+                );
             }
         }
         let actions = match p.stop.as_mut() {
@@ -1008,12 +1036,13 @@ impl Actor {
         tracing::warn!("the sentinel process died; starting a new one");
         let records = self.services.values().filter_map(|svc| {
             let p = svc.proc.as_ref()?;
-            Some(sentinel::Record {
+            let record = sentinel::Record {
                 pid: p.pid.as_raw(),
                 start_time: p.start_ticks,
                 grace: svc.spec.kill_timeout,
                 term: !p.hello || p.chan.is_none(),
-            })
+            };
+            Some((record, p.output.clone()))
         });
         match Sentinel::start(&self.token, records) {
             Ok(s) => self.sentinel = Some(s),

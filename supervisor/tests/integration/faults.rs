@@ -350,6 +350,11 @@ fn sentinel_of(sup: i32) -> i32 {
     .expect("the sentinel process")
 }
 
+/// How many descriptors a process has open.
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
 #[test]
 fn a_stopped_sentinel_blocks_nothing() {
     let t = TestDir::new();
@@ -357,6 +362,7 @@ fn a_stopped_sentinel_blocks_nothing() {
     let config = t.config(json!([{"name": "loop", "script": "/bin/false", "restartAt": [1]}]));
     let mut sup = t.run(&config);
     let sentinel = sentinel_of(sup.pid());
+    let fds_before = open_fds(sup.pid());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sentinel), Signal::SIGSTOP)
         .expect("SIGSTOP the sentinel");
     let mut c = crate::support::Conn::open(&t);
@@ -382,6 +388,12 @@ fn a_stopped_sentinel_blocks_nothing() {
     );
     let ls = asked.elapsed();
     assert!(ls < Duration::from_millis(500), "list took {ls:?}");
+    // The copies of output pipes kept for the sentinel are those of live processes only.
+    let fds = open_fds(sup.pid());
+    assert!(
+        fds <= fds_before + 16,
+        "{fds} descriptors open after {restarts} restarts, {fds_before} before"
+    );
     let asked = Instant::now();
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
