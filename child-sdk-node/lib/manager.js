@@ -126,6 +126,15 @@ class Manager extends EventEmitter {
       windowsHide: true,
     })
     this._binary = binary
+    this._attach(child, env)
+    return child
+  }
+
+  /**
+   * Drives `child`, a supervisor process with a control channel (a ChildProcess with 'ipc', or
+   * a stand-in with the same events and send() in tests).
+   */
+  _attach(child, env = process.env) {
     this._child = child
     child.on('message', (m) => this._onMessage(m))
     let exitedResolve
@@ -146,7 +155,6 @@ class Manager extends EventEmitter {
     this._refState = true
     this._applyRef()
     this._hook()
-    return child
   }
 
   _onSupervisorGone(code, signal, error, env) {
@@ -224,10 +232,10 @@ class Manager extends EventEmitter {
       if (m.ok === true) {
         p.resolve(m.result)
       } else {
-        const field = typeof m.error === 'string' ? /^spec\.([^:]+):/.exec(m.error) : null
         p.reject(new ManagerError(typeof m.code === 'string' ? m.code : 'error', String(m.error), {
           request: p.type,
-          field: field ? field[1] : undefined,
+          // For `bad_spec`: the spec field at fault, as the supervisor names it.
+          field: typeof m.field === 'string' ? m.field : undefined,
         }))
       }
     } else if (m.type === 'event') {

@@ -44,7 +44,7 @@ struct RawConfig {
 
 /// One service as written in the config file or a control `start` request (the field names of
 /// the original JavaScript interface).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     /// File to run, relative to `cwd`.
