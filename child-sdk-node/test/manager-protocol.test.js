@@ -1,7 +1,8 @@
 'use strict'
 // The manager's side of the control protocol, against the shared vectors
 // (tests/protocol/control.jsonl, which the supervisor's and the CLI's tests read too): the
-// requests its calls send, and how it reads replies and events. A stand-in for the supervisor process takes the requests and plays the lines,
+// requests its calls send, how it reads replies, events and a `fatal` message, and the instance
+// names it makes. A stand-in for the supervisor process takes the requests and plays the lines,
 // so every case runs without a process; manager.test.js drives the real supervisor.
 
 const test = require('node:test')
@@ -11,6 +12,7 @@ const path = require('node:path')
 const { EventEmitter } = require('node:events')
 
 const { Manager, ManagerError } = require('../supervisor')
+const { sanitizeName } = require('../lib/manager-paths')
 
 const VECTORS = path.join(__dirname, '..', '..', 'tests', 'protocol', 'control.jsonl')
 const vectors = fs.readFileSync(VECTORS, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l))
@@ -40,11 +42,18 @@ class StandIn extends EventEmitter {
     this.emit('message', message)
   }
 
-  /** The supervisor exits; its channel closes first. */
-  exit(code) {
+  /** The supervisor exits; its channel closes first (or, with `lateLines`, after). */
+  exit(code, lateLines = []) {
+    if (lateLines.length === 0) {
+      this.connected = false
+      this.emit('disconnect')
+      this.emit('exit', code, null)
+      return
+    }
+    this.emit('exit', code, null)
+    for (const m of lateLines) this.play(m)
     this.connected = false
     this.emit('disconnect')
-    this.emit('exit', code, null)
   }
 }
 
@@ -68,7 +77,7 @@ function answer(type) {
   return []
 }
 
-test('each manager call sends the request of the vectors', async () => {
+test('each manager call sends the request of the vectors, specs as given', async () => {
   const cases = vectors.filter((c) => c.manager !== undefined)
   assert.ok(cases.length >= 10, `${cases.length} cases`)
   for (const c of cases) {
@@ -126,5 +135,54 @@ test('events are passed on as "event" and by their name', () => {
     sup.play(JSON.parse(c.message))
     assert.deepStrictEqual(all, [JSON.parse(c.message)], c.name)
     assert.equal(named[0], all[0], c.name)
+  }
+})
+
+test('a supervisor that cannot run: its fatal message is the error, whatever the order of exit and message', async () => {
+  const cases = vectors.filter((c) => c.expect !== undefined && c.expect.fatal !== undefined)
+  assert.ok(cases.length >= 2)
+  for (const c of cases) {
+    for (const late of [false, true]) {
+      const { m, sup } = managed()
+      const closed = []
+      m.on('close', (info) => closed.push(info))
+      const call = m.start({ script: 'a.js' })
+      await nextTick()
+      const fatal = JSON.parse(c.message)
+      const code = fatal.code === 'already_running' ? 3 : 2
+      if (late) {
+        sup.exit(code, [fatal])
+      } else {
+        sup.play(fatal)
+        sup.exit(code)
+      }
+      await assert.rejects(call, (err) => {
+        assert.equal(err.code, c.expect.fatal, c.name)
+        assert.ok(err.message.includes(fatal.error), err.message)
+        assert.equal(err.request, 'start')
+        return true
+      }, `${c.name} (late: ${late})`)
+      assert.equal(closed.length, 1)
+      assert.equal(closed[0].error.code, c.expect.fatal)
+      assert.equal(m.pid, null)
+    }
+  }
+})
+
+test('exit code 3 alone also says another supervisor runs the instance', async () => {
+  const { m, sup } = managed()
+  const call = m.list()
+  await nextTick()
+  sup.exit(3)
+  await assert.rejects(call, { code: 'already_running' })
+})
+
+test('default instance names are made within the supervisor\'s rules', () => {
+  const cases = vectors.filter((c) => c.instance !== undefined)
+  assert.ok(cases.length >= 10)
+  for (const c of cases) {
+    // A valid name comes out of sanitizeName unchanged; any other is changed (or emptied).
+    const kept = c.instance !== '' && sanitizeName(c.instance) === c.instance
+    assert.equal(kept, c.valid, JSON.stringify(c.instance))
   }
 })

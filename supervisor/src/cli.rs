@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::control::protocol::{
     Answer, Command, Failure, Message, Reply, Request, RequestId, Row, SendData, Services,
 };
-use crate::runtime::{RuntimeDir, instance_for, peer_uid, runtime_dir};
+use crate::runtime::{RuntimeDir, check_instance_name, instance_for, peer_uid, runtime_dir};
 use crate::supervisor::State;
 
 /// Which supervisor to talk to.
@@ -47,6 +47,7 @@ pub fn instance_of(target: &Target) -> Result<(RuntimeDir, String), CliError> {
         (None, None) => std::env::var("PM_INSTANCE").ok(),
     };
     if let Some(name) = name {
+        check_instance_name(&name).map_err(|e| err(format!("--instance {e}")))?;
         let sock = format!("{name}.sock");
         if !dir.contains(&sock) {
             return Err(err(format!(
@@ -136,6 +137,7 @@ impl Client {
                 }) if got == id => {
                     return result.map_err(|f: Failure| err(f.message));
                 }
+                Message::Fatal(f) => return Err(err(f.error)),
                 Message::Reply(_) | Message::Event(_) => {}
             }
         }
@@ -421,7 +423,7 @@ mod tests {
     }
 
     /// The CLI reads every reply of the shared vectors (events before it are skipped): an answer,
-    /// or the error message.
+    /// or the error message; a `fatal` message ends the request with its error.
     #[test]
     fn the_cli_reads_replies_as_the_vectors_say() {
         let event = vectors()

@@ -6,7 +6,7 @@
 //!
 //! Every line is one JSON object. A controller sends requests,
 //! `{"type":"stop","id":7,"name":"web"}`; the supervisor writes one reply per request (with its
-//! `id`) and events.
+//! `id`), events, and, when it cannot run at all, one `fatal` message just before it exits.
 
 use std::path::PathBuf;
 
@@ -296,11 +296,23 @@ pub enum ErrorCode {
     LaunchFailed,
     /// The supervisor is shutting down and starts nothing new.
     ShuttingDown,
+    /// (`fatal`) Another supervisor runs this instance; exit code [`EXIT_ALREADY_RUNNING`].
+    AlreadyRunning,
+    /// (`fatal`) The instance name (`serve --name`) is not one the supervisor accepts.
+    BadInstanceName,
+    /// (`fatal`) The config file (`serve --config`) cannot be used.
+    BadConfig,
+    /// (`fatal`) The runtime folder or the instance's lock file cannot be used; the message says
+    /// how to choose another folder.
+    RuntimeFolder,
     /// A code this build does not know (from a later supervisor); the message says what is
     /// wrong.
     #[serde(other)]
     Unknown,
 }
+
+/// Exit code of a supervisor that finds its instance already run by another one.
+pub const EXIT_ALREADY_RUNNING: u8 = 3;
 
 /// A request that failed: the reply's `code`, `error` and, for [`ErrorCode::BadSpec`],
 /// `field`.
@@ -580,6 +592,17 @@ pub struct Lagged {
     pub missed: u64,
 }
 
+/// Why the supervisor cannot run: written once on the inherited control fd just before it
+/// exits, so that the controlling process learns why without reading its stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fatal {
+    /// [`ErrorCode::AlreadyRunning`], [`ErrorCode::BadInstanceName`], [`ErrorCode::BadConfig`]
+    /// or [`ErrorCode::RuntimeFolder`].
+    pub code: ErrorCode,
+    /// What is wrong, for a person (the line the supervisor also writes to its stderr).
+    pub error: String,
+}
+
 /// Every line the supervisor writes to a controller; the variant is its `type`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -588,6 +611,8 @@ pub enum Message {
     Reply(Reply),
     /// Something happened.
     Event(Event),
+    /// The supervisor cannot run and exits.
+    Fatal(Fatal),
 }
 
 impl Message {
@@ -661,6 +686,7 @@ mod tests {
                 Message::Event(Event::Service(e)) => {
                     assert_eq!(json!(e)["event"], expect["event"], "{name}");
                 }
+                Message::Fatal(f) => assert_eq!(expect["fatal"], json!(f.code), "{name}"),
             }
             let written: Value = serde_json::from_slice(&message.encode()).expect("json");
             let given: Value = serde_json::from_str(line).expect("json");

@@ -85,6 +85,11 @@ fn serve(t: &TestDir) -> (Supervisor, Controller) {
     serve_with(t, |_| {})
 }
 
+/// `serve --control-fd 3 --name NAME`.
+fn serve_named(t: &TestDir, name: &str) -> (Supervisor, Controller) {
+    serve_as(t, name, |_| {})
+}
+
 fn data_of(v: &Value) -> &Value {
     &v["data"]
 }
@@ -598,4 +603,50 @@ fn services_are_acted_on_by_id_and_all_too() {
     assert_eq!(states, [&json!("stopped"), &json!("stopped")], "{all}");
     drop(c);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+/// A supervisor that cannot run says why on its control channel before it exits, so that the
+/// controlling process needs neither its stderr nor its lock file.
+#[test]
+fn a_second_supervisor_for_an_instance_says_why_on_the_channel_and_exits_3() {
+    let t = TestDir::new();
+    let (mut first, mut c1) = serve_named(&t, "app");
+    c1.send(json!({"type": "list", "id": 1}));
+    assert_eq!(c1.reply(1)["ok"], true);
+    let (mut second, mut c2) = serve_named(&t, "app");
+    let fatal = c2.until("the fatal message", |v| v["type"] == "fatal");
+    assert_eq!(fatal["code"], "already_running", "{fatal}");
+    let error = fatal["error"].as_str().expect("error");
+    assert!(error.contains(&format!("pid {}", first.pid())), "{error}");
+    assert_eq!(second.wait(PATIENCE).and_then(|s| s.code()), Some(3));
+    drop(c1);
+    assert_eq!(first.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn an_invalid_instance_name_is_refused_on_the_channel_too() {
+    for name in ["has space", "", ".hidden", "../up"] {
+        let t = TestDir::new();
+        let (mut sup, mut c) = serve_named(&t, name);
+        let fatal = c.until("the fatal message", |v| v["type"] == "fatal");
+        assert_eq!(fatal["code"], "bad_instance_name", "{name:?}: {fatal}");
+        let error = fatal["error"].as_str().expect("error");
+        assert!(error.contains("is not an instance name"), "{error}");
+        assert_eq!(
+            sup.wait(PATIENCE).and_then(|s| s.code()),
+            Some(2),
+            "{name:?}"
+        );
+        assert!(
+            t.stderr().contains(error),
+            "the same line on stderr: {}",
+            t.stderr()
+        );
+        // Nothing was created for it.
+        let rt = t.path().join("rt");
+        let files: Vec<_> = std::fs::read_dir(&rt)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(files.is_empty(), "{files:?}");
+    }
 }
