@@ -19,9 +19,10 @@ sdk-python:
 	test -x child-sdk-python/.venv/bin/python || python3 -m venv child-sdk-python/.venv
 	child-sdk-python/.venv/bin/python -m pip install --quiet --disable-pip-version-check ./child-sdk-python
 
-# Everything the tests need, then every test suite of the workspace (and the fuzz targets must
-# still compile), then the shipped artefacts.
-test: test-rust fuzz-check test-node test-python test-dist
+# What reviewers check first (formatting, clippy), then everything the tests need and every test
+# suite of the workspace (and the fuzz targets must still compile), then the shipped artefacts.
+# CI runs exactly this (.ci/run).
+test: lint test-rust fuzz-check test-node test-python test-dist
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -53,12 +54,17 @@ test-dist: dist
 test-old-glibc: dist
 	./scripts/test-old-glibc.sh
 
+# Formatting and clippy's warnings, in the workspace and in the fuzz targets (a workspace of their
+# own, which the workspace's commands do not reach). Part of `make test`.
 lint:
 	$(CARGO) fmt --all -- --check
+	cd fuzz && $(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd fuzz && $(CARGO) clippy --bins -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	cd fuzz && $(CARGO) fmt --all
 
 clean:
 	$(CARGO) clean

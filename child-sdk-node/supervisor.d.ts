@@ -10,7 +10,8 @@ export type { JsonValue }
 
 /**
  * A service: the fields of a config-file service (README of pm, "Running your services").
- * Relative `cwd` and `log` resolve against process.cwd() at the time of start().
+ * Relative `cwd` and `log` resolve against process.cwd() at the time of start(). The supervisor
+ * checks it; a field set to null is not set.
  */
 export interface ServiceSpec {
   /** File to run, relative to `cwd`. A bare name that is not a file there is looked up on PATH. */
@@ -136,19 +137,25 @@ export interface ManagerEvents {
 
 /**
  * `code` values: those of protocol.md section 8.2 (`bad_request`, `bad_spec`, `no_such_service`,
- * `timeout`, `launch_failed`, `shutting_down`) and the manager's own: `not_unpacked` (a path in
- * app.asar has no unpacked copy), `supervisor_not_found`, `supervisor_exited`, `already_running`
- * (another supervisor holds the instance name).
+ * `timeout`, `launch_failed`, `shutting_down`); those of a supervisor that cannot run (section
+ * 8.6: `already_running`, another supervisor runs this instance name; `bad_instance_name`, the
+ * supervisor refuses the name; `bad_config`; `runtime_folder`, its runtime folder cannot be
+ * used); and the manager's own: `not_unpacked` (a path in app.asar has no unpacked copy),
+ * `supervisor_not_found`, `supervisor_exited`.
  */
 export type ErrorCode =
   | 'bad_request' | 'bad_spec' | 'no_such_service' | 'timeout' | 'launch_failed' | 'shutting_down'
-  | 'not_unpacked' | 'supervisor_not_found' | 'supervisor_exited' | 'already_running'
+  | 'already_running' | 'bad_instance_name' | 'bad_config' | 'runtime_folder'
+  | 'not_unpacked' | 'supervisor_not_found' | 'supervisor_exited'
 
 /** What every manager call rejects with (bad arguments are TypeErrors instead). */
 export class ManagerError extends Error {
   constructor(code: ErrorCode, message: string, extra?: { field?: string; request?: string })
   code: ErrorCode | (string & {})
-  /** For `bad_spec` and `not_unpacked`: the spec field at fault (`cwd`, `env.PORT`, `args[1]`). */
+  /**
+   * For `bad_spec` and `not_unpacked`: the spec field at fault (`cwd`, `env.PORT`, `args[1]`),
+   * as the supervisor's reply names it; `''` for the spec as a whole.
+   */
   field?: string
   /** The request that failed (`start`, `stop`, ...). */
   request?: string
@@ -166,8 +173,10 @@ export interface ManagerOptions {
   supervisorPath?: string
   /**
    * Instance name, for the control socket (`pm-supervisor ls --instance NAME`), the lock and the
-   * cleanup after a crash. Letters, digits, '-', '_', '.'. Default: Electron's app name, else
-   * the main script's name and a hash of its path.
+   * cleanup after a crash: 1 to 64 letters, digits, '-', '_' and '.', not starting with '.' or
+   * '-' (the supervisor's rule: another name fails the first start() with code
+   * `bad_instance_name`). Default: Electron's app name, else the main script's name and a hash
+   * of its path, made to fit.
    */
   name?: string
   /** The supervisor's environment, which its services inherit (default process.env). */

@@ -210,9 +210,11 @@ function fnv1a(text) {
 }
 
 /**
- * Makes `text` a valid instance name for `pm-supervisor serve --name`: letters, digits, '-',
- * '_' and '.', not starting with '.' (runs of anything else become '-'), at most 64 characters
- * (the control socket's path must stay short). Empty when nothing is left.
+ * Makes an instance name for `pm-supervisor serve --name` out of `text` (an app's name): runs of
+ * anything but letters, digits, '-', '_' and '.' become '-', leading '.' and '-' go, at most 64
+ * characters. Empty when nothing is left. Only for default names: the supervisor alone judges a
+ * name (a given one is passed on as it is), and test/manager-protocol.test.js checks that this
+ * keeps exactly the names the shared vectors say it accepts.
  */
 function sanitizeName(text) {
   return String(text)

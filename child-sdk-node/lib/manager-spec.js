@@ -1,22 +1,18 @@
 'use strict'
-// Service specs for the manager: checking one before it is sent (so that a mistake is a
-// `bad_spec` error naming the field, as for a config file), and, inside Electron, adapting its
-// paths to a packaged app (app.asar) and its Node services to Electron's own Node.
+// Service specs for the manager, inside Electron: adapting a spec's paths to a packaged app
+// (app.asar) and its Node services to Electron's own Node. Checking a spec is the supervisor's
+// job (a bad one comes back as a `bad_spec` error naming the field): what is not as expected
+// here is passed on unchanged for it to refuse.
 
 const path = require('node:path')
 const { ManagerError } = require('./manager-error')
 const { asarFile, insideAsar, unpackedPath, isFile, isDir } = require('./manager-paths')
 
-/** The fields of a service spec (README, "Running your services"; protocol.md section 8.2). */
-const FIELDS = Object.freeze([
-  'script', 'name', 'args', 'cwd', 'log', 'env', 'restartAt', 'restartOk', 'stripANSI',
-  'interpreter', 'nodePath', 'killTimeout', 'logMaxSize', 'logKeep',
-])
-
 const NODE_EXTENSIONS = ['.js', '.mjs', '.cjs']
 /** The longest request line the supervisor reads (protocol.md section 3). */
 const MAX_LINE_BYTES = 1024 * 1024
 
+/** A value, shortly, for messages about arguments. */
 function describe(v) {
   if (v === null) return 'null'
   if (Array.isArray(v)) return 'an array'
@@ -27,91 +23,15 @@ function describe(v) {
   return typeof v
 }
 
-function badSpec(field, message) {
-  return new ManagerError('bad_spec', `spec${field ? '.' + field : ''}: ${message}`, { field })
-}
-
 const isPlainObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
-const isCount = (v) => Number.isSafeInteger(v) && v >= 0
-
-function checkPath(field, v) {
-  if (typeof v !== 'string') throw badSpec(field, `expected a string, got ${describe(v)}`)
-  if (v.trim() === '') throw badSpec(field, 'must not be empty')
-  if (v.includes('\0')) throw badSpec(field, 'must not contain a NUL byte')
-}
-
-function checkCount(field, v, what) {
-  if (!isCount(v)) throw badSpec(field, `expected ${what}, got ${describe(v)}`)
-}
-
-/**
- * Checks a spec the way the supervisor does and returns a copy holding only the fields that are
- * set (`undefined` and `null` mean "not set"). Throws a ManagerError with code `bad_spec`, a
- * message `spec.<field>: <what is wrong>` and `field` for the first problem found.
- */
-function checkSpec(spec) {
-  if (!isPlainObject(spec)) throw badSpec('', `expected an object with at least "script", got ${describe(spec)}`)
-  const out = {}
-  for (const key of Object.keys(spec)) {
-    if (!FIELDS.includes(key)) throw badSpec(key, `unknown field (known fields: ${FIELDS.join(', ')})`)
-    if (spec[key] !== undefined && spec[key] !== null) out[key] = spec[key]
-  }
-  if (out.script === undefined) throw badSpec('script', 'missing: the file to run is required')
-  checkPath('script', out.script)
-  if (out.name !== undefined) {
-    if (typeof out.name !== 'string') throw badSpec('name', `expected a string, got ${describe(out.name)}`)
-    if (out.name === '') throw badSpec('name', 'must not be empty (leave it out for a nameless service)')
-  }
-  if (out.args !== undefined) {
-    if (!Array.isArray(out.args)) throw badSpec('args', `expected an array of strings, got ${describe(out.args)}`)
-    out.args.forEach((a, i) => {
-      if (typeof a !== 'string') throw badSpec(`args[${i}]`, `expected a string, got ${describe(a)}`)
-      if (a.includes('\0')) throw badSpec(`args[${i}]`, 'must not contain a NUL byte')
-    })
-    out.args = out.args.slice()
-  }
-  for (const field of ['cwd', 'log', 'interpreter', 'nodePath']) {
-    if (out[field] !== undefined) checkPath(field, out[field])
-  }
-  if (out.env !== undefined) {
-    if (!isPlainObject(out.env)) throw badSpec('env', `expected an object of variables, got ${describe(out.env)}`)
-    const env = {}
-    for (const [k, v] of Object.entries(out.env)) {
-      if (k === '' || k.includes('=') || k.includes('\0')) {
-        throw badSpec(`env.${k}`, "variable names must be non-empty, without '=' or NUL")
-      }
-      if (v === undefined) continue
-      const ok = typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
-      if (!ok) throw badSpec(`env.${k}`, `expected a string, number or boolean, got ${describe(v)}`)
-      if (typeof v === 'string' && v.includes('\0')) throw badSpec(`env.${k}`, 'value must not contain a NUL byte')
-      env[k] = v
-    }
-    out.env = env
-  }
-  if (out.restartAt !== undefined) {
-    if (!Array.isArray(out.restartAt)) {
-      throw badSpec('restartAt', `expected an array of delays in ms, got ${describe(out.restartAt)}`)
-    }
-    out.restartAt.forEach((d, i) => checkCount(`restartAt[${i}]`, d, 'a whole number of milliseconds >= 0'))
-    out.restartAt = out.restartAt.slice()
-  }
-  for (const field of ['restartOk', 'killTimeout']) {
-    if (out[field] !== undefined) checkCount(field, out[field], 'a whole number of milliseconds >= 0')
-  }
-  if (out.logMaxSize !== undefined) checkCount('logMaxSize', out.logMaxSize, 'a whole number of bytes >= 0')
-  if (out.logKeep !== undefined) {
-    checkCount('logKeep', out.logKeep, 'a whole number of files >= 0')
-    if (out.logKeep > 1000) throw badSpec('logKeep', 'keeps at most 1000 files')
-  }
-  if (out.stripANSI !== undefined && typeof out.stripANSI !== 'boolean') {
-    throw badSpec('stripANSI', `expected true or false, got ${describe(out.stripANSI)}`)
-  }
-  return out
-}
+/** A path field the supervisor would take (null and undefined mean "not set"). */
+const pathIn = (spec, field) => (typeof spec[field] === 'string' && spec[field] !== '' ? spec[field] : undefined)
+const unset = (v) => v === undefined || v === null
 
 /** Whether the supervisor will launch the spec with Node by default (by extension). */
 function isNodeScript(spec) {
-  return spec.interpreter === undefined && NODE_EXTENSIONS.includes(path.extname(spec.script).toLowerCase())
+  const script = pathIn(spec, 'script')
+  return unset(spec.interpreter) && script !== undefined && NODE_EXTENSIONS.includes(path.extname(script).toLowerCase())
 }
 
 function notUnpacked(field, inArchive, unpacked, what) {
@@ -122,7 +42,7 @@ function notUnpacked(field, inArchive, unpacked, what) {
 }
 
 /**
- * Adapts a checked spec to Electron (call it only when process.versions.electron is set):
+ * Adapts a spec to Electron (call it only when process.versions.electron is set):
  *
  * - a Node script (`.js`, `.mjs`, `.cjs`) with neither `interpreter` nor `nodePath` is run by
  *   Electron's own binary as Node, fork-style: `nodePath` = `execPath` and
@@ -135,18 +55,22 @@ function notUnpacked(field, inArchive, unpacked, what) {
  *   (its working folder is then the one holding `app.asar` if the folder is not unpacked);
  * - a `log` inside `app.asar` is a `bad_spec` error: the archive cannot be written.
  *
- * `base` is the folder that relative `cwd` and `log` resolve against.
+ * `base` is the folder that relative `cwd` and `log` resolve against. A spec that is not an
+ * object, and fields of the wrong type, are left as they are: the supervisor refuses them.
  */
 function adaptForElectron(spec, { base, execPath }) {
+  if (!isPlainObject(spec)) return spec
   const out = { ...spec }
-  const cwd = path.resolve(base, spec.cwd !== undefined ? spec.cwd : '.')
-  if (spec.log !== undefined && insideAsar(path.resolve(base, spec.log))) {
-    throw badSpec('log', `${path.resolve(base, spec.log)} is inside an asar archive, which is read-only: ` +
-      "write logs elsewhere, e.g. under app.getPath('logs')")
+  if (pathIn(spec, 'script') === undefined || (!unset(spec.cwd) && pathIn(spec, 'cwd') === undefined)) return out
+  const cwd = path.resolve(base, pathIn(spec, 'cwd') !== undefined ? spec.cwd : '.')
+  const log = pathIn(spec, 'log')
+  if (log !== undefined && insideAsar(path.resolve(base, log))) {
+    throw new ManagerError('bad_spec', `spec.log: ${path.resolve(base, log)} is inside an asar archive, which is read-only: ` +
+      "write logs elsewhere, e.g. under app.getPath('logs')", { field: 'log' })
   }
   const node = isNodeScript(spec)
   // Electron's own binary running as Node reads scripts inside the archive.
-  const electronNode = node && spec.nodePath === undefined
+  const electronNode = node && unset(spec.nodePath)
   const script = path.resolve(cwd, spec.script)
   if (insideAsar(cwd)) {
     const unpacked = unpackedPath(cwd)
@@ -168,7 +92,7 @@ function adaptForElectron(spec, { base, execPath }) {
     } else if (electronNode) {
       out.script = script
     } else {
-      const launcher = node || spec.interpreter !== undefined || ['.py'].includes(path.extname(spec.script))
+      const launcher = node || !unset(spec.interpreter) || ['.py'].includes(path.extname(spec.script))
       // A bare executable name that is not a file in `cwd` is looked up on PATH by the
       // supervisor: nothing to unpack then.
       if (launcher || spec.script.includes('/')) {
@@ -179,7 +103,7 @@ function adaptForElectron(spec, { base, execPath }) {
     }
   }
   for (const field of ['interpreter', 'nodePath']) {
-    const v = spec[field]
+    const v = pathIn(spec, field)
     // A bare name (`python3`) is looked up on PATH; a name with a '/' is a path from `cwd`.
     if (v === undefined || !v.includes('/')) continue
     const p = path.resolve(cwd, v)
@@ -188,7 +112,8 @@ function adaptForElectron(spec, { base, execPath }) {
     if (!isFile(unpacked)) throw notUnpacked(field, p, unpacked, 'cannot be executed from there')
     out[field] = unpacked
   }
-  if (node && spec.nodePath === undefined) {
+  // An env that is not an object is left for the supervisor to refuse.
+  if (electronNode && (unset(spec.env) || isPlainObject(spec.env))) {
     out.nodePath = execPath
     const env = { ...(spec.env || {}) }
     if (!Object.prototype.hasOwnProperty.call(env, 'ELECTRON_RUN_AS_NODE')) env.ELECTRON_RUN_AS_NODE = '1'
@@ -197,4 +122,4 @@ function adaptForElectron(spec, { base, execPath }) {
   return out
 }
 
-module.exports = { FIELDS, MAX_LINE_BYTES, checkSpec, adaptForElectron, isNodeScript, describe }
+module.exports = { MAX_LINE_BYTES, adaptForElectron, isNodeScript, describe }

@@ -1,24 +1,30 @@
 'use strict'
 // The manager: runs `pm-supervisor serve` for this (controlling) process and drives it over the
 // control channel of protocol.md section 8, on Node's own 'ipc' stdio slot (the supervisor finds
-// it through NODE_CHANNEL_FD). Requests are `child.send({type, id, ...})`; replies and events come
-// back on 'message'. When this process dies, even by SIGKILL, the channel closes and the
-// supervisor stops every service and exits.
+// it through NODE_CHANNEL_FD). Requests are `child.send({type, id, ...})`; replies, events and a
+// `fatal` message come back on 'message'. When this process dies, even by SIGKILL, the channel
+// closes and the supervisor stops every service and exits.
+//
+// The supervisor owns every rule: specs and instance names are sent as given, and its errors
+// (with their `code` and, for a bad spec, `field`) are what the calls reject with. The lines are
+// checked against tests/protocol/control.jsonl, which the supervisor's own tests read too.
 
 const { EventEmitter } = require('node:events')
 const { spawn } = require('node:child_process')
-const fs = require('node:fs')
-const path = require('node:path')
 
 const { ManagerError } = require('./manager-error')
-const { findSupervisor, defaultName, sanitizeName, inElectron, electronApp } = require('./manager-paths')
-const { checkSpec, adaptForElectron, MAX_LINE_BYTES, describe } = require('./manager-spec')
+const { findSupervisor, defaultName, inElectron, electronApp } = require('./manager-paths')
+const { adaptForElectron, MAX_LINE_BYTES, describe } = require('./manager-spec')
 const exitHooks = require('./manager-exit')
 const { runStopHandlers, describe: describeError } = require('./stop')
 
 /** Variables the supervisor must not inherit from this process. */
 const STRIPPED_ENV = ['ELECTRON_RUN_AS_NODE', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'PM_CHANNEL_FD', 'PM_CHANNEL_ID']
 const DEFAULT_EXIT_TIMEOUT = 10_000
+/** The supervisor's exit code when another supervisor runs its instance (protocol.md section 8.6). */
+const EXIT_ALREADY_RUNNING = 3
+/** How long to wait, after the supervisor exited, for the last lines on its channel. */
+const LAST_LINES_WAIT = 1000
 
 function invalidArg(message) {
   const err = new TypeError(message)
@@ -61,8 +67,10 @@ class Manager extends EventEmitter {
     for (const k of Object.keys(options)) {
       if (!known.includes(k)) throw invalidArg(`unknown option ${JSON.stringify(k)} (known: ${known.join(', ')})`)
     }
-    if (options.name !== undefined && (typeof options.name !== 'string' || sanitizeName(options.name) !== options.name || options.name === '')) {
-      throw invalidArg(`name must use letters, digits, '-', '_' and '.' only, not start with '.' or '-', at most 64 characters; got ${describe(options.name)}`)
+    // What a name may hold is the supervisor's rule: a name it refuses fails the first start()
+    // with its error (code `bad_instance_name`).
+    if (options.name !== undefined && typeof options.name !== 'string') {
+      throw invalidArg(`name must be a string, got ${describe(options.name)}`)
     }
     if (options.exitTimeout !== undefined) checkTimeout('exitTimeout', options.exitTimeout)
     for (const k of ['stdout', 'stderr']) {
@@ -126,8 +134,22 @@ class Manager extends EventEmitter {
       windowsHide: true,
     })
     this._binary = binary
+    this._attach(child)
+    return child
+  }
+
+  /**
+   * Drives `child`, a supervisor process with a control channel (a ChildProcess with 'ipc', or
+   * a stand-in with the same events and send() in tests).
+   */
+  _attach(child) {
     this._child = child
-    child.on('message', (m) => this._onMessage(m))
+    // Why the supervisor cannot run, when it says so before it exits.
+    let fatal = null
+    child.on('message', (m) => {
+      if (typeof m === 'object' && m !== null && m.type === 'fatal') fatal = m
+      else this._onMessage(m)
+    })
     let exitedResolve
     this._exited = new Promise((resolve) => { exitedResolve = resolve })
     let gone = false
@@ -135,10 +157,19 @@ class Manager extends EventEmitter {
       if (gone) return
       gone = true
       if (this._child === child) this._child = null
-      this._onSupervisorGone(code, signal, error, env)
+      this._onSupervisorGone(code, signal, error, fatal)
       exitedResolve({ code, signal })
     }
-    child.on('exit', (code, signal) => onGone(code, signal, null))
+    child.on('exit', (code, signal) => {
+      // Lines written just before the exit (a `fatal` message, replies) may still be on their
+      // way: the channel's end, or a bound, says they are all in.
+      if (!child.connected) return onGone(code, signal, null)
+      const t = setTimeout(() => onGone(code, signal, null), LAST_LINES_WAIT)
+      child.once('disconnect', () => {
+        clearTimeout(t)
+        onGone(code, signal, null)
+      })
+    })
     child.on('error', (err) => {
       // A failed spawn (no 'exit' follows), or a failed kill/send (ignored: 'exit' follows).
       if (child.pid === undefined) onGone(null, null, err)
@@ -146,19 +177,19 @@ class Manager extends EventEmitter {
     this._refState = true
     this._applyRef()
     this._hook()
-    return child
   }
 
-  _onSupervisorGone(code, signal, error, env) {
+  _onSupervisorGone(code, signal, error, fatal) {
+    const instance = `pm-supervisor (instance ${JSON.stringify(this.name)})`
     const how = error ? `could not be started: ${error.message}` : signal ? `was killed by ${signal}` : `exited with code ${code}`
-    let err = new ManagerError('supervisor_exited', `pm-supervisor (instance ${JSON.stringify(this.name)}) ${how}` +
-      (code ? ' (its stderr says why)' : ''))
-    if (code === 1) {
-      const holder = lockHolder(env, this.name)
-      if (holder) {
-        err = new ManagerError('already_running', `another pm-supervisor (pid ${holder.pid}) already runs instance ${JSON.stringify(this.name)} ` +
-          `(lock ${holder.lock}): give this manager another name, or make the app single-instance`)
-      }
+    let err
+    if (fatal !== null && typeof fatal.code === 'string') {
+      // The supervisor said why it cannot run (protocol.md section 8.6).
+      err = new ManagerError(fatal.code, `${instance} cannot run: ${fatal.error}` + hint(fatal.code))
+    } else if (code === EXIT_ALREADY_RUNNING) {
+      err = new ManagerError('already_running', `${instance} exited with code ${code}: another pm-supervisor runs this instance` + hint('already_running'))
+    } else {
+      err = new ManagerError('supervisor_exited', `${instance} ${how}` + (code ? ' (its stderr says why)' : ''))
     }
     const pending = [...this._pending.values()]
     this._pending.clear()
@@ -224,10 +255,10 @@ class Manager extends EventEmitter {
       if (m.ok === true) {
         p.resolve(m.result)
       } else {
-        const field = typeof m.error === 'string' ? /^spec\.([^:]+):/.exec(m.error) : null
         p.reject(new ManagerError(typeof m.code === 'string' ? m.code : 'error', String(m.error), {
           request: p.type,
-          field: field ? field[1] : undefined,
+          // For `bad_spec`: the spec field at fault, as the supervisor names it.
+          field: typeof m.field === 'string' ? m.field : undefined,
         }))
       }
     } else if (m.type === 'event') {
@@ -279,7 +310,8 @@ class Manager extends EventEmitter {
 
   /**
    * Starts a service; resolves with its row once it is launched (or, with `wait: 'ready'`,
-   * once it said it is ready). Relative `cwd` and `log` resolve against process.cwd().
+   * once it said it is ready). Relative `cwd` and `log` resolve against process.cwd(). The
+   * spec is checked by the supervisor: a bad one rejects with code `bad_spec` and `field`.
    */
   async start(spec, options = {}) {
     if (this._quitting !== null) throw new ManagerError('shutting_down', 'this process is exiting: no new services are started', { request: 'start' })
@@ -290,10 +322,9 @@ class Manager extends EventEmitter {
     const wait = options.wait === undefined ? 'launched' : options.wait
     if (wait !== 'launched' && wait !== 'ready') throw invalidArg(`wait must be 'launched' or 'ready', got ${describe(wait)}`)
     if (options.timeout !== undefined) checkTimeout('timeout', options.timeout)
-    let checked = checkSpec(spec)
     const base = process.cwd()
-    if (inElectron()) checked = adaptForElectron(checked, { base, execPath: process.execPath })
-    const fields = { spec: checked, base, wait }
+    if (inElectron()) spec = adaptForElectron(spec, { base, execPath: process.execPath })
+    const fields = { spec, base, wait }
     if (options.timeout !== undefined) fields.timeout_ms = options.timeout
     return this._request('start', fields)
   }
@@ -421,32 +452,10 @@ class Manager extends EventEmitter {
   }
 }
 
-/**
- * The runtime folder the supervisor uses with environment `env` (protocol.md section 7):
- * $PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else <temp dir>/pm-<uid>.
- */
-function runtimeDir(env) {
-  if (env.PM_RUNTIME_DIR) return env.PM_RUNTIME_DIR
-  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'pm')
-  return path.join(env.TMPDIR || '/tmp', `pm-${typeof process.getuid === 'function' ? process.getuid() : 0}`)
-}
-
-/** The live process holding instance `name`'s lock (its pid is written in the lock file), or null. */
-function lockHolder(env, name) {
-  const lock = path.join(runtimeDir(env), `${name}.lock`)
-  let pid
-  try {
-    pid = Number.parseInt(fs.readFileSync(lock, 'utf8').trim(), 10)
-  } catch {
-    return null
-  }
-  if (!(pid > 0)) return null
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    if (err.code !== 'EPERM') return null
-  }
-  return { pid, lock }
+/** What to do about a supervisor that cannot run, by its code. */
+function hint(code) {
+  if (code === 'already_running') return ' (give this manager another name, or make the app single-instance)'
+  return ''
 }
 
 function reportHandlerFailure(n, err) {

@@ -13,7 +13,7 @@ const {
   MANAGER_FIXTURES, SERVICE, SUPERVISOR, TestDir, poll, alive, requireSupervisor, packApp, copyTree,
 } = require('./support')
 const { findSupervisor, defaultName, unpackedPath, insideAsar } = require('../supervisor')
-const { adaptForElectron, checkSpec } = require('../lib/manager-spec')
+const { adaptForElectron } = require('../lib/manager-spec')
 
 test.before(requireSupervisor)
 
@@ -179,7 +179,7 @@ test('Electron spec adaptation: what changes and what is left alone', (t) => {
   fs.mkdirSync(path.join(unpacked, 'node', 'bin'), { recursive: true })
   fs.writeFileSync(path.join(unpacked, 'node', 'bin', 'node'), '', { mode: 0o755 })
   const ctx = { base: dir.path, execPath: '/opt/App/app' }
-  const adapt = (spec) => adaptForElectron(checkSpec(spec), ctx)
+  const adapt = (spec) => adaptForElectron(spec, ctx)
 
   assert.deepStrictEqual(adapt({ script: 'a.js', env: { X: 1 } }),
     { script: 'a.js', env: { X: 1, ELECTRON_RUN_AS_NODE: '1' }, nodePath: '/opt/App/app' })
@@ -208,6 +208,13 @@ test('Electron spec adaptation: what changes and what is left alone', (t) => {
   assert.throws(() => adapt({ script: path.join(asar, 'x.js'), nodePath: 'node' }), { code: 'not_unpacked', field: 'script' })
   // A log cannot be written into the archive.
   assert.throws(() => adapt({ script: 'x.py', log: path.join(asar, 'x.log') }), { code: 'bad_spec', field: 'log' })
+  // What is not a spec the supervisor would take is left for it to refuse, untouched.
+  for (const spec of [undefined, null, 'a.js', [1], { script: 7 }, { script: 'a.js', cwd: 5 }, { script: 'a.js', cwd: '' }]) {
+    assert.deepStrictEqual(adapt(spec), spec, JSON.stringify(spec))
+  }
+  assert.deepStrictEqual(adapt({ script: 'a.js', env: 'X=1' }), { script: 'a.js', env: 'X=1' })
+  // null is "not set", as the supervisor reads it.
+  assert.deepStrictEqual(adapt({ script: 'a.js', nodePath: null, env: null }), { script: 'a.js', nodePath: '/opt/App/app', env: { ELECTRON_RUN_AS_NODE: '1' } })
 })
 
 test('default instance names', () => {

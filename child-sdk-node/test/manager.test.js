@@ -133,50 +133,55 @@ test('wait: "ready" gives up after its timeout with code "timeout", and the serv
   assert.equal(alive(row.pid), false)
 })
 
-test('a bad spec rejects with code "bad_spec" and a message naming the field; nothing starts', async (t) => {
+test('a bad spec rejects with code "bad_spec", the field as data and the supervisor\'s message; nothing starts', async (t) => {
   const dir = new TestDir(t)
   const m = dir.manager()
+  // The supervisor checks every spec (the manager sends it as given): what the reply says is
+  // what the call rejects with.
   const cases = [
-    [undefined, '', /^spec: expected an object/],
-    [{}, 'script', /^spec\.script: missing/],
-    [{ scirpt: 'a.js' }, 'scirpt', /^spec\.scirpt: unknown field/],
+    [undefined, '', /^spec: missing$/],
+    ['a.js', '', /^spec: invalid type: string "a\.js", expected an object with at least "script"$/],
+    [{}, 'script', /^spec\.script: missing$/],
+    [{ scirpt: 'a.js' }, 'scirpt', /^spec\.scirpt: unknown field `scirpt`, expected one of `script`, `name`/],
     [{ script: '' }, 'script', /^spec\.script: must not be empty/],
-    [{ script: 'a.js', name: 7 }, 'name', /^spec\.name: expected a string, got 7/],
+    [{ script: 'a.js', name: 7 }, 'name', /^spec\.name: invalid type: integer `7`, expected a string/],
     [{ script: 'a.js', name: '' }, 'name', /^spec\.name: must not be empty/],
-    [{ script: 'a.js', args: ['ok', 3] }, 'args[1]', /^spec\.args\[1\]: expected a string, got 3/],
-    [{ script: 'a.js', env: { PORT: { n: 1 } } }, 'env.PORT', /^spec\.env\.PORT: expected a string, number or boolean/],
-    [{ script: 'a.js', restartAt: [100, -1] }, 'restartAt[1]', /^spec\.restartAt\[1\]: expected a whole number/],
-    [{ script: 'a.js', killTimeout: 'soon' }, 'killTimeout', /^spec\.killTimeout: expected a whole number of milliseconds >= 0, got "soon"/],
+    [{ script: 'a.js', name: 'a|b' }, 'name', /^spec\.name: must not contain '\|'/],
+    [{ script: 'a.js', args: ['ok', 3] }, 'args[1]', /^spec\.args\[1\]: invalid type: integer `3`, expected a string/],
+    [{ script: 'a.js', env: { PORT: { n: 1 } } }, 'env.PORT', /^spec\.env\.PORT: invalid type: map, expected a string, number or boolean/],
+    [{ script: 'a.js', env: { 'A=B': 'x' } }, 'env.A=B', /^spec\.env\.A=B: variable names must be non-empty/],
+    [{ script: 'a.js', restartAt: [100, -1] }, 'restartAt[1]', /^spec\.restartAt\[1\]: invalid value: integer `-1`/],
+    [{ script: 'a.js', killTimeout: 'soon' }, 'killTimeout', /^spec\.killTimeout: invalid type: string "soon"/],
     [{ script: 'a.js', restartOk: 1.5 }, 'restartOk', /^spec\.restartOk:/],
-    [{ script: 'a.js', stripANSI: 'yes' }, 'stripANSI', /^spec\.stripANSI: expected true or false/],
+    [{ script: 'a.js', stripANSI: 'yes' }, 'stripANSI', /^spec\.stripANSI: invalid type: string "yes", expected a boolean/],
     [{ script: 'a.js', logKeep: 5000 }, 'logKeep', /^spec\.logKeep: keeps at most 1000 files/],
+    [{ script: 'a.js', logMaxSize: 10 }, 'logMaxSize', /^spec\.logMaxSize: must be 0 \(never rotate\) or at least 4096 bytes/],
     [{ script: 'a.js', nodePath: ' ' }, 'nodePath', /^spec\.nodePath: must not be empty/],
+    [{ script: 'a.js', cwd: '' }, 'cwd', /^spec\.cwd: must not be empty/],
+    [{ script: 'a.js', cwd: path.join(dir.path, 'nope') }, 'cwd', /^spec\.cwd: folder does not exist: .*nope$/],
   ]
   for (const [spec, field, message] of cases) {
     await assert.rejects(m.start(spec), (err) => {
       assert.ok(err instanceof Error, `${JSON.stringify(spec)}: an Error`)
       assert.equal(err.code, 'bad_spec', `${JSON.stringify(spec)}: ${err.message}`)
       assert.equal(err.field, field, err.message)
+      assert.equal(err.request, 'start')
       assert.match(err.message, message)
       return true
     }, JSON.stringify(spec))
   }
-  assert.equal(m.pid, null, 'checked before a supervisor was even started')
+  assert.deepStrictEqual(await m.list(), [], 'nothing started')
 
-  // What only the supervisor can check comes back the same way.
-  await assert.rejects(m.start({ script: 'a.js', cwd: path.join(dir.path, 'nope') }), (err) => {
-    assert.equal(err.code, 'bad_spec')
-    assert.equal(err.field, 'cwd')
-    assert.match(err.message, /^spec\.cwd: folder does not exist: .*nope$/)
-    return true
-  })
-  assert.deepStrictEqual(await m.list(), [])
+  // A field that is null is not set, as in JavaScript.
+  const row = await m.start({ ...service('nulls'), cwd: null, log: null, env: null, restartAt: null }, { wait: 'ready' })
+  assert.equal(row.state, 'running')
+  await m.stop('nulls')
 
   // Bad options are programming errors of another kind.
   await assert.rejects(m.start(service('x'), { wait: 'soon' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
   await assert.rejects(m.start(service('x'), { timeout: -5 }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
   await assert.rejects(m.stop(42), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
-  assert.deepStrictEqual(await m.list(), [])
+  assert.deepStrictEqual((await m.list()).map((r) => [r.name, r.state]), [['nulls', 'stopped']])
 })
 
 test('events arrive in order, on "event" and by name; send() reaches the child and its reply comes back', async (t) => {
@@ -241,7 +246,25 @@ test('the supervisor runs under the manager\'s instance name, so the CLI can rea
   const r = spawnSync(SUPERVISOR, ['ls', '--json', '--instance', 'my-app_1.0'], { env: dir.env(), encoding: 'utf8', timeout: 20_000 })
   assert.equal(r.status, 0, r.stderr)
   assert.deepStrictEqual(JSON.parse(r.stdout).map((row) => [row.name, row.state]), [['cli', 'running']])
-  assert.throws(() => dir.manager({ name: 'has space' }), { code: 'ERR_INVALID_ARG_VALUE' })
+})
+
+test('an instance name the supervisor refuses fails the first start with its error', async (t) => {
+  const dir = new TestDir(t)
+  for (const name of ['has space', '.hidden', '-x', 'a/b', '', 'x'.repeat(65)]) {
+    const m = dir.manager({ name })
+    await assert.rejects(m.start(service('x')), (err) => {
+      assert.ok(err instanceof Error)
+      assert.equal(err.code, 'bad_instance_name', err.message)
+      // The supervisor's own words, which the manager does not repeat anywhere.
+      assert.ok(err.message.includes(`${JSON.stringify(name)} is not an instance name`), err.message)
+      return true
+    }, JSON.stringify(name))
+    assert.equal(m.pid, null)
+  }
+  // Not a string at all is a programming error of this process.
+  assert.throws(() => dir.manager({ name: 5 }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+  const rt = path.join(dir.path, 'rt')
+  assert.deepStrictEqual(fs.existsSync(rt) ? fs.readdirSync(rt) : [], [], 'no runtime file for a refused name')
 })
 
 test('a supervisor that dies is reported by "close", its services end, and the next start runs a new one', async (t) => {
@@ -284,12 +307,16 @@ test('a second supervisor for the same instance name is refused with code "alrea
   const first = dir.manager({ name: 'app' })
   await first.start(service('one'), { wait: 'ready' })
   const second = dir.manager({ name: 'app' })
+  const closed = []
+  second.on('close', (c) => closed.push(c))
   await assert.rejects(second.start(service('two')), (err) => {
     assert.ok(err instanceof Error)
     assert.equal(err.code, 'already_running', err.message)
-    assert.ok(err.message.includes(`pid ${first.pid}`), err.message)
+    // The supervisor says who holds the instance (its fatal message); the manager reads no lock file.
+    assert.ok(err.message.includes(`another pm-supervisor (pid ${first.pid}) is already running this instance`), err.message)
     return true
   })
+  assert.deepStrictEqual([closed.length, closed[0].code, closed[0].error.code], [1, 3, 'already_running'])
   assert.equal(second.pid, null)
   assert.deepStrictEqual((await first.list()).map((r) => r.name), ['one'], 'the first one is untouched')
 })

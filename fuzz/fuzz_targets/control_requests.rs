@@ -15,7 +15,10 @@ fn outcomes(reads: &[&[u8]]) -> Vec<Result<(), String>> {
                 let text = reply.to_string();
                 assert!(!text.contains('\n'), "{text}");
                 assert!(reply["type"] == "reply" && reply["ok"] == false, "{text}");
-                assert!(reply["code"].is_string() && reply["error"].is_string(), "{text}");
+                assert!(
+                    reply["code"].is_string() && reply["error"].is_string(),
+                    "{text}"
+                );
                 text
             })),
             Frame::TooLong { len } => out.push(Err(format!("too long: {len}"))),

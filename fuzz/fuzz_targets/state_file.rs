@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(pid > 1 && start_time != 0, "({pid}, {start_time}) accepted");
         }
         assert!(left.token.len() <= 64);
-        assert!(left.token.bytes().all(|b| b.is_ascii_hexdigit()), "{:?}", left.token);
+        assert!(
+            left.token.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{:?}",
+            left.token
+        );
     }
 });

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::runtime::{RuntimeDir, instance_for, peer_uid, runtime_dir};
+use crate::control::protocol::{
+    Answer, Command, Failure, Message, Reply, Request, RequestId, Row, SendData, Services,
+};
+use crate::runtime::{RuntimeDir, check_instance_name, instance_for, peer_uid, runtime_dir};
+use crate::supervisor::State;
 
 /// Which supervisor to talk to.
 #[derive(Debug, Default, Clone)]
@@ -43,6 +47,7 @@ pub fn instance_of(target: &Target) -> Result<(RuntimeDir, String), CliError> {
         (None, None) => std::env::var("PM_INSTANCE").ok(),
     };
     if let Some(name) = name {
+        check_instance_name(&name).map_err(|e| err(format!("--instance {e}")))?;
         let sock = format!("{name}.sock");
         if !dir.contains(&sock) {
             return Err(err(format!(
@@ -111,47 +116,55 @@ impl Client {
         })
     }
 
-    /// Sends a request (its `type` and fields) and returns the reply's result.
-    pub fn request(&mut self, mut req: Value) -> Result<Value, CliError> {
-        let id = self.next_id;
+    /// Sends a request and returns the reply's answer; an error reply is the error.
+    pub fn request(&mut self, command: Command) -> Result<Answer, CliError> {
+        let id = RequestId::from(self.next_id);
         self.next_id += 1;
-        if let Some(obj) = req.as_object_mut() {
-            obj.insert("id".into(), id.into());
+        let line = Request {
+            command,
+            id: id.clone(),
         }
-        let mut line = serde_json::to_vec(&req).map_err(|e| err(e.to_string()))?;
-        line.push(b'\n');
+        .encode();
         self.stream
             .get_mut()
             .write_all(&line)
             .map_err(|e| err(format!("cannot send the request: {e}")))?;
         loop {
-            let msg = self.read()?;
-            if msg["type"] == "reply" && msg["id"] == id {
-                if msg["ok"] == true {
-                    return Ok(msg["result"].clone());
+            match self.read()? {
+                Message::Reply(Reply {
+                    id: Some(got),
+                    result,
+                }) if got == id => {
+                    return result.map_err(|f: Failure| err(f.message));
                 }
-                return Err(err(msg["error"]
-                    .as_str()
-                    .unwrap_or("request failed")
-                    .to_owned()));
+                Message::Fatal(f) => return Err(err(f.error)),
+                Message::Reply(_) | Message::Event(_) => {}
             }
         }
     }
 
-    /// The next line from the supervisor.
-    pub fn read(&mut self) -> Result<Value, CliError> {
-        let mut line = String::new();
-        match self.stream.read_line(&mut line) {
+    /// The next message from the supervisor.
+    pub fn read(&mut self) -> Result<Message, CliError> {
+        let mut line = Vec::new();
+        match self.stream.read_until(b'\n', &mut line) {
             Ok(0) => Err(err("the supervisor closed the connection")),
-            Ok(_) => serde_json::from_str(&line).map_err(|e| err(format!("bad reply: {e}"))),
+            Ok(_) => Message::parse(&line).map_err(|e| err(format!("bad reply: {e}"))),
             Err(e) => Err(err(format!("reading the reply failed: {e}"))),
         }
     }
 }
 
+/// The rows of an answer that should be rows.
+fn rows(answer: Answer) -> Result<Vec<Row>, CliError> {
+    match answer {
+        Answer::Rows(rows) => Ok(rows),
+        other => Err(err(format!("bad reply: expected rows, got {other:?}"))),
+    }
+}
+
 /// `pm-supervisor ls`.
 pub fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
-    let rows = Client::open(target)?.request(json!({"type": "list"}))?;
+    let rows = rows(Client::open(target)?.request(Command::List)?)?;
     if as_json {
         println!(
             "{}",
@@ -162,40 +175,41 @@ pub fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::NOTHING);
     table.set_header(["id", "name", "pid", "state", "restarts", "uptime", "memory"]);
-    for r in rows.as_array().into_iter().flatten() {
-        let state = match (r["state"].as_str(), r["restart_in_ms"].as_u64()) {
-            (Some("waiting"), Some(ms)) => format!("waiting ({} to restart)", human_ms(ms)),
-            (Some("running"), _) if r["ready"] == true => "running (ready)".to_owned(),
-            (Some(s), _) => s.to_owned(),
-            (None, _) => "?".to_owned(),
+    for r in &rows {
+        let state = match (r.state, r.restart_in_ms) {
+            (State::Waiting, Some(ms)) => format!("waiting ({} to restart)", human_ms(ms)),
+            (State::Running, _) if r.ready => "running (ready)".to_owned(),
+            (s, _) => state_name(s),
         };
         table.add_row([
-            r["id"].to_string(),
-            r["name"].as_str().unwrap_or("-").to_owned(),
-            r["pid"].as_i64().map_or("-".into(), |p| p.to_string()),
+            r.id.to_string(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            r.pid.map_or("-".into(), |p| p.to_string()),
             state,
-            r["restarts"].to_string(),
-            r["uptime_ms"].as_u64().map_or("-".into(), human_ms),
-            r["memory"].as_u64().map_or("-".into(), human_bytes),
+            r.restarts.to_string(),
+            r.uptime_ms.map_or("-".into(), human_ms),
+            r.memory.map_or("-".into(), human_bytes),
         ]);
     }
     println!("{table}");
     Ok(())
 }
 
+/// A state as the protocol spells it (`running`).
+fn state_name(s: State) -> String {
+    match serde_json::to_value(s) {
+        Ok(Value::String(name)) => name,
+        _ => format!("{s:?}"),
+    }
+}
+
 /// `stop NAME`, `restart NAME`, `stopall`: prints the rows acted on.
-pub fn act(target: &Target, req: Value) -> Result<(), CliError> {
-    let rows = Client::open(target)?.request(req)?;
-    for r in rows.as_array().into_iter().flatten() {
-        let name = r["name"].as_str().unwrap_or("(nameless)");
-        let pid = r["pid"]
-            .as_i64()
-            .map_or(String::new(), |p| format!(" pid {p}"));
-        println!(
-            "{name} #{}: {}{pid}",
-            r["id"],
-            r["state"].as_str().unwrap_or("?")
-        );
+pub fn act(target: &Target, command: Command) -> Result<(), CliError> {
+    let rows = rows(Client::open(target)?.request(command)?)?;
+    for r in rows {
+        let name = r.name.as_deref().unwrap_or("(nameless)");
+        let pid = r.pid.map_or(String::new(), |p| format!(" pid {p}"));
+        println!("{name} #{}: {}{pid}", r.id, state_name(r.state));
     }
     Ok(())
 }
@@ -241,30 +255,29 @@ pub fn send(target: &Target, name: &str, input: DataInput) -> Result<(), CliErro
     }
     let data: Value =
         serde_json::from_slice(&text).map_err(|e| err(format!("{from} is not JSON: {e}")))?;
-    let r = Client::open(target)?.request(json!({"type": "send", "name": name, "data": data}))?;
-    println!("sent to {} process(es)", r["sent"]);
+    let command = Command::Send(SendData {
+        to: Services::Named(name.to_owned()),
+        data,
+    });
+    match Client::open(target)?.request(command)? {
+        Answer::Sent { sent } => println!("sent to {sent} process(es)"),
+        other => return Err(err(format!("bad reply: expected a count, got {other:?}"))),
+    }
     Ok(())
 }
 
 /// `logs NAME [-f] [-n N]`: the last lines of the service's log file (only its own lines when
 /// several services share the file), then new ones as they come with `-f`.
 pub fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result<(), CliError> {
-    let rows = Client::open(target)?.request(json!({"type": "list"}))?;
-    let rows: Vec<&Value> = rows
-        .as_array()
+    let rows: Vec<Row> = rows(Client::open(target)?.request(Command::List)?)?
         .into_iter()
-        .flatten()
-        .filter(|r| r["name"] == name)
+        .filter(|r| r.name.as_deref() == Some(name))
         .collect();
     if rows.is_empty() {
         return Err(err(format!("no service named {name:?}")));
     }
     // Services sharing a name usually share a log file; the first one with a file is read.
-    let Some(path) = rows
-        .iter()
-        .find_map(|r| r["log"].as_str())
-        .map(PathBuf::from)
-    else {
+    let Some(path) = rows.iter().find_map(|r| r.log.clone()) else {
         return Err(err(format!(
             "{name} has no \"log\" file: its output goes to the supervisor's stdout"
         )));
@@ -355,6 +368,107 @@ pub fn exit_code(r: Result<(), CliError>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::protocol::vectors;
+
+    /// A client whose supervisor is `serve`, run on a thread: it gets the other end of the
+    /// connection and returns what the test wants to see.
+    fn with_server<T: Send + 'static>(
+        serve: impl FnOnce(BufReader<UnixStream>) -> T + Send + 'static,
+    ) -> (Client, std::thread::JoinHandle<T>) {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        for s in [&ours, &theirs] {
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+        }
+        let server = std::thread::spawn(move || serve(BufReader::new(theirs)));
+        (
+            Client::over(ours, Path::new("test.sock")).expect("client"),
+            server,
+        )
+    }
+
+    fn read_request(conn: &mut BufReader<UnixStream>) -> Value {
+        let mut line = String::new();
+        conn.read_line(&mut line).expect("a request line");
+        serde_json::from_str(&line).expect("the CLI writes JSON")
+    }
+
+    /// Every request of the shared vectors, as the CLI writes it, is what the supervisor reads.
+    #[test]
+    fn the_cli_writes_requests_as_the_vectors_say() {
+        let mut seen = 0;
+        for case in vectors() {
+            let Some(want) = case["expect"].get("request") else {
+                continue;
+            };
+            let request: Request = serde_json::from_value(want.clone()).expect("a request");
+            let (mut client, server) = with_server(|mut conn| {
+                let got = read_request(&mut conn);
+                let reply = serde_json::json!({"type": "reply", "id": got["id"], "ok": true, "result": null});
+                conn.get_mut()
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .expect("write");
+                got
+            });
+            assert_eq!(client.request(request.command).ok(), Some(Answer::Done));
+            let mut got = server.join().expect("server");
+            let mut want = want.clone();
+            // The client numbers its own requests.
+            got["id"] = Value::Null;
+            want["id"] = Value::Null;
+            assert_eq!(got, want, "{}", case["name"]);
+            seen += 1;
+        }
+        assert!(seen > 15, "{seen}");
+    }
+
+    /// The CLI reads every reply of the shared vectors (events before it are skipped): an answer,
+    /// or the error message; a `fatal` message ends the request with its error.
+    #[test]
+    fn the_cli_reads_replies_as_the_vectors_say() {
+        let event = vectors()
+            .into_iter()
+            .find(|c| c["expect"].get("event").is_some())
+            .expect("an event vector");
+        let mut seen = 0;
+        for case in vectors() {
+            let Some(line) = case["message"].as_str() else {
+                continue;
+            };
+            let mut message: Value = serde_json::from_str(line).expect("json");
+            if message["type"] == "event" {
+                continue;
+            }
+            let event = event["message"].as_str().expect("message").to_owned();
+            let (mut client, server) = with_server(move |mut conn| {
+                let got = read_request(&mut conn);
+                if message["type"] == "reply" {
+                    message["id"] = got["id"].clone();
+                }
+                let w = conn.get_mut();
+                w.write_all(format!("{event}\n{message}\n").as_bytes())
+                    .expect("write");
+                message
+            });
+            let result = client.request(Command::List);
+            let message = server.join().expect("server");
+            match result {
+                Ok(answer) => {
+                    assert_eq!(message["ok"], true, "{}", case["name"]);
+                    assert_eq!(
+                        serde_json::to_value(answer).ok().as_ref(),
+                        Some(&message["result"])
+                    );
+                }
+                Err(e) => {
+                    let error = message.get("error").expect("an error");
+                    assert_eq!(error.as_str(), Some(e.0.as_str()), "{}", case["name"]);
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen > 10, "{seen}");
+    }
 
     #[test]
     fn a_line_belongs_to_exactly_one_service() {

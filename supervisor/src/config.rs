@@ -43,9 +43,10 @@ struct RawConfig {
 }
 
 /// One service as written in the config file or a control `start` request (the field names of
-/// the original JavaScript interface).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// the original JavaScript interface). This is the one place a spec is checked: the Node
+/// manager sends specs as they are, and a field that is `null` is not set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "an object with at least \"script\"")]
 pub struct RawService {
     /// File to run, relative to `cwd`.
     pub script: String,
@@ -53,7 +54,11 @@ pub struct RawService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Arguments passed to the script.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub args: Vec<String>,
     /// Working directory, relative to the base folder (the config file's folder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,7 +67,11 @@ pub struct RawService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// Merged over the supervisor's environment.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub env: BTreeMap<String, EnvValue>,
     /// Restart delays in ms; the last one repeats.
     #[serde(rename = "restartAt", default, skip_serializing_if = "Option::is_none")]
@@ -98,8 +107,17 @@ pub struct RawService {
     pub log_keep: Option<u32>,
 }
 
+/// `null` for a field that otherwise has a default: not set.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// An environment value: a string, or a number or boolean written without quotes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EnvValue {
     /// `"3000"`
@@ -108,6 +126,42 @@ pub enum EnvValue {
     Number(serde_json::Number),
     /// `true`
     Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EnvValue, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = EnvValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue::String(v.to_owned()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue::Bool(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Number(v.into()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Number(v.into()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<EnvValue, E> {
+                serde_json::Number::from_f64(v)
+                    .map(EnvValue::Number)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl fmt::Display for EnvValue {
@@ -214,6 +268,12 @@ impl RawService {
                 field: vec![Segment::Key("args".into()), Segment::Index(i)],
                 message: "must not contain a NUL byte".into(),
             });
+        }
+        if self.cwd.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(FieldError::new(
+                "cwd",
+                "must not be empty (leave it out for the base folder)",
+            ));
         }
         let cwd = match &self.cwd {
             Some(c) => base.join(c),
@@ -614,7 +674,12 @@ mod tests {
         assert_eq!(cfg.services[0].env["DEBUG"], "true");
         let err =
             parse(r#"{"services":[{"script":"a","env":{"X":{"y":1}}}]}"#).expect_err("invalid");
-        assert!(err.contains("services[0].env.X"), "{err}");
+        assert!(
+            err.contains(
+                "services[0].env.X: invalid type: map, expected a string, number or boolean"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

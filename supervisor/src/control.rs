@@ -1,5 +1,5 @@
 //! The control channel (protocol.md, section 8): a thin adapter that turns request lines into
-//! [`Handle`] calls and pushes events. One connection is a reader task and a writer task; a
+//! [`Handle`] calls and pushes events; the lines themselves are the types of [`protocol`]. One connection is a reader task and a writer task; a
 //! slow request (a stop that waits for processes to go) runs on its own task, so it never
 //! delays the others.
 //!
@@ -10,20 +10,24 @@
 //! events and [`EVENT_QUEUE_BYTES`]; beyond that they are dropped for that connection, and
 //! once there is room again it gets one `lagged` event with the number dropped.
 
+pub mod protocol;
+
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pm_child::protocol::{Frame, LineDecoder, MAX_LINE_BYTES};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, broadcast};
 
-use crate::config::RawService;
 use crate::json_locate;
 use crate::supervisor::{ActionError, EventKind, Handle, Selector, ServiceId};
+use protocol::{
+    Answer, Command, ErrorCode, Event, Failure, Lagged, Message, Reply, Request, RequestId,
+    Services, Start, Wait,
+};
 
 /// `timeout_ms` of a `start` with `wait: "ready"` when the request does not say.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,101 +42,25 @@ pub const EVENT_QUEUE: usize = 1024;
 /// normally (a single larger event still goes into an empty queue).
 pub const EVENT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
-/// A request, as parsed from a line.
-#[derive(Debug)]
-enum Request {
-    Start(Box<StartRequest>),
-    Stop(NameRequest),
-    Restart(NameRequest),
-    Stopall(IdOnly),
-    List(IdOnly),
-    Send(SendRequest),
-    Disconnect(NameRequest),
-    Shutdown(IdOnly),
-    Subscribe(IdOnly),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartRequest {
-    #[serde(rename = "type")]
-    _type: String,
-    id: Value,
-    spec: RawService,
-    base: Option<PathBuf>,
-    wait: Option<Wait>,
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NameRequest {
-    #[serde(rename = "type")]
-    _type: String,
-    id: Value,
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendRequest {
-    #[serde(rename = "type")]
-    _type: String,
-    id: Value,
-    name: String,
-    #[serde(default)]
-    data: Value,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdOnly {
-    #[serde(rename = "type")]
-    _type: String,
-    id: Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Wait {
-    Launched,
-    Ready,
-}
-
-/// A failed request: an error code and a message a person can act on.
-#[derive(Debug)]
-struct Failure {
-    code: &'static str,
-    message: String,
-}
-
-impl Failure {
-    fn new(code: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
+/// Why an action failed, as a reply says it. `target`: what the request acted on.
+fn action_failure(e: ActionError, target: Option<&Services>) -> Failure {
+    match (e, target) {
+        (ActionError::NoSuchService(_), Some(Services::Id(id))) => {
+            Failure::new(ErrorCode::NoSuchService, format!("no service with id {id}"))
         }
-    }
-}
-
-impl From<ActionError> for Failure {
-    fn from(e: ActionError) -> Failure {
-        let code = match e {
-            ActionError::NoSuchService(_) => "no_such_service",
-            ActionError::ReservedData | ActionError::TooLarge(_) => "bad_request",
-            _ => "shutting_down",
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-fn reply(id: &Value, result: Result<Value, Failure>) -> Value {
-    match result {
-        Ok(result) => json!({"type": "reply", "id": id, "ok": true, "result": result}),
-        Err(f) => {
-            json!({"type": "reply", "id": id, "ok": false, "error": f.message, "code": f.code})
+        (e @ ActionError::NoSuchService(_), _) => {
+            Failure::new(ErrorCode::NoSuchService, e.to_string())
         }
+        (e @ (ActionError::ReservedData | ActionError::TooLarge(_)), _) => {
+            Failure::new(ErrorCode::BadRequest, e.to_string())
+        }
+        (e, _) => Failure::new(ErrorCode::ShuttingDown, e.to_string()),
     }
+}
+
+/// The reply line to request `id`.
+fn reply(id: Option<RequestId>, result: Result<Answer, Failure>) -> Vec<u8> {
+    Message::Reply(Reply { id, result }).encode()
 }
 
 /// How a connection ends.
@@ -184,38 +112,37 @@ pub async fn serve_connection<S>(
                 Ok(l) => l,
                 Err(len) => {
                     let f = Failure::new(
-                        "bad_request",
+                        ErrorCode::BadRequest,
                         format!(
                             "request line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit"
                         ),
                     );
-                    if outbox.reply(reply(&Value::Null, Err(f))).await.is_err() {
+                    if outbox.reply(reply(None, Err(f))).await.is_err() {
                         break 'read;
                     }
                     continue;
                 }
             };
-            let request = match parse(&line) {
+            let request = match Request::parse(&line) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
-                Err((id, f)) => {
-                    if outbox.reply(reply(&id, Err(f))).await.is_err() {
+                Err(refusal) => {
+                    if outbox
+                        .reply(Message::Reply(refusal).encode())
+                        .await
+                        .is_err()
+                    {
                         break 'read;
                     }
                     continue;
                 }
             };
-            if let Request::Subscribe(r) = &request {
-                if pusher.is_none() {
-                    pusher = Some(tokio::spawn(push_events(
-                        handle.subscribe(),
-                        outbox.clone(),
-                    )));
-                }
-                if outbox.reply(reply(&r.id, Ok(Value::Null))).await.is_err() {
-                    break 'read;
-                }
-                continue;
+            // Started here, before the reply is queued, so that no event after it is missed.
+            if request.command == Command::Subscribe && pusher.is_none() {
+                pusher = Some(tokio::spawn(push_events(
+                    handle.subscribe(),
+                    outbox.clone(),
+                )));
             }
             // Back-pressure: while MAX_IN_FLIGHT requests wait to be carried out or for room for
             // their replies, nothing more is read from this connection.
@@ -224,8 +151,8 @@ pub async fn serve_connection<S>(
             };
             let (handle, out, base) = (handle.clone(), outbox.clone(), base.clone());
             tokio::spawn(async move {
-                let (id, result) = execute(request, &handle, &base).await;
-                let _ = out.reply(reply(&id, result)).await;
+                let result = execute(request.command, &handle, &base).await;
+                let _ = out.reply(reply(Some(request.id), result)).await;
                 drop(permit);
             });
         }
@@ -243,13 +170,6 @@ pub async fn serve_connection<S>(
     let _ = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
     outbox.finish();
     let _ = writer.await;
-}
-
-/// One line of JSON, as written on the channel.
-fn encode(v: &Value) -> Vec<u8> {
-    let mut line = serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
-    line.push(b'\n');
-    line
 }
 
 /// Writes what the outbox holds, in order, until it is finished and empty or the peer is gone.
@@ -296,11 +216,11 @@ impl Outbox {
         }
     }
 
-    /// Queues a reply, waiting for room. Err: the connection is gone.
-    async fn reply(&self, reply: Value) -> Result<(), ()> {
+    /// Queues a reply line, waiting for room. Err: the connection is gone.
+    async fn reply(&self, line: Vec<u8>) -> Result<(), ()> {
         self.reply_room.acquire().await.map_err(|_| ())?.forget();
         if let Ok(mut q) = self.queue.lock() {
-            q.lines.push_back((encode(&reply), false));
+            q.lines.push_back((line, false));
         }
         self.ready.notify_one();
         Ok(())
@@ -382,182 +302,89 @@ impl Queue {
 }
 
 fn lagged(missed: u64) -> Vec<u8> {
-    encode(&json!({"type": "event", "event": "lagged", "missed": missed}))
+    Message::Event(Event::Lagged(Lagged { missed })).encode()
 }
 
 /// Checks one request line as a connection would: Ok for a request it would carry out (or an
 /// empty line), Err with the error reply it would send. For fuzzing and tests.
 pub fn check_request(line: &[u8]) -> Result<(), Value> {
-    match parse(line) {
+    match Request::parse(line) {
         Ok(_) => Ok(()),
-        Err((id, f)) => Err(reply(&id, Err(f))),
+        Err(refusal) => Err(serde_json::to_value(Message::Reply(refusal)).unwrap_or(Value::Null)),
     }
 }
 
-/// Parses a request line. Ok(None): an empty line. Err carries the id (if one could be read).
-fn parse(line: &[u8]) -> Result<Option<Request>, (Value, Failure)> {
-    let bad = |id: Value, m: String| Err((id, Failure::new("bad_request", m)));
-    let text = match std::str::from_utf8(line) {
-        Ok(t) => t.trim(),
-        Err(e) => {
-            return bad(
-                Value::Null,
-                format!(
-                    "request is not UTF-8 (invalid byte at offset {})",
-                    e.valid_up_to()
-                ),
-            );
-        }
-    };
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return bad(Value::Null, format!("request is not JSON: {e}")),
-    };
-    let Some(obj) = value.as_object() else {
-        return bad(
-            Value::Null,
-            "a request is a JSON object with \"type\" and \"id\"".into(),
-        );
-    };
-    let id = match obj.get("id") {
-        Some(id @ (Value::Number(_) | Value::String(_))) => id.clone(),
-        Some(_) => return bad(Value::Null, "\"id\" must be a number or a string".into()),
-        None => return bad(Value::Null, "request has no \"id\"".into()),
-    };
-    let Some(kind) = obj.get("type").and_then(Value::as_str) else {
-        return bad(id, "request has no string \"type\"".into());
-    };
-    let kind = kind.to_owned();
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
-        serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            if path == "." {
-                inner
-            } else {
-                format!("{path}: {inner}")
-            }
-        })
-    }
-    let parsed = match kind.as_str() {
-        "start" => typed(value).map(|r| Request::Start(Box::new(r))),
-        "stop" => typed(value).map(Request::Stop),
-        "restart" => typed(value).map(Request::Restart),
-        "stopall" => typed(value).map(Request::Stopall),
-        "list" => typed(value).map(Request::List),
-        "send" => typed(value).map(Request::Send),
-        "disconnect" => typed(value).map(Request::Disconnect),
-        "shutdown" => typed(value).map(Request::Shutdown),
-        "subscribe" => typed(value).map(Request::Subscribe),
-        _ => {
-            return bad(
-                id,
-                format!(
-                    "unknown request type {kind:?} (known: start, stop, restart, stopall, list, send, disconnect, shutdown, subscribe)"
-                ),
-            );
-        }
-    };
-    parsed.map(Some).map_err(|e| {
-        // The spec's own fields describe the caller's service, not the request's shape.
-        let code = if e.starts_with("spec") {
-            "bad_spec"
-        } else {
-            "bad_request"
-        };
-        (
-            id,
-            Failure::new(code, format!("bad \"{kind}\" request: {e}")),
-        )
-    })
-}
-
-async fn execute(
-    request: Request,
-    handle: &Handle,
-    base: &Path,
-) -> (Value, Result<Value, Failure>) {
-    match request {
-        Request::Start(r) => {
-            let base = r.base.as_deref().unwrap_or(base);
-            let result = start(handle, &r.spec, base, r.wait, r.timeout_ms).await;
-            (r.id, result)
-        }
-        Request::Stop(r) => (r.id, rows(handle.stop(Selector::Name(r.name)).await)),
-        Request::Restart(r) => (r.id, rows(handle.restart(Selector::Name(r.name)).await)),
-        Request::Stopall(r) => (r.id, rows(handle.stop(Selector::All).await)),
-        Request::List(r) => (r.id, rows(handle.list().await)),
-        Request::Send(r) => {
-            let sent = handle
-                .send(Selector::Name(r.name), r.data)
-                .await
-                .map(|n| json!({ "sent": n }))
-                .map_err(Failure::from);
-            (r.id, sent)
-        }
-        Request::Disconnect(r) => {
-            let closed = handle
-                .disconnect(Selector::Name(r.name))
-                .await
-                .map(|n| json!({ "disconnected": n }))
-                .map_err(Failure::from);
-            (r.id, closed)
-        }
-        Request::Shutdown(r) => (
-            r.id,
-            handle
-                .shutdown()
-                .await
-                .map(|()| Value::Null)
-                .map_err(Failure::from),
-        ),
-        Request::Subscribe(r) => (r.id, Ok(Value::Null)),
+async fn execute(command: Command, handle: &Handle, base: &Path) -> Result<Answer, Failure> {
+    match command {
+        Command::Start(r) => start(handle, *r, base).await,
+        Command::Stop(t) => rows(handle.stop(t.clone().into()).await, &t),
+        Command::Restart(t) => rows(handle.restart(t.clone().into()).await, &t),
+        Command::Stopall => rows(handle.stop(Selector::All).await, &Services::All),
+        Command::List => handle
+            .list()
+            .await
+            .map(Answer::Rows)
+            .map_err(|e| action_failure(e, None)),
+        Command::Send(s) => handle
+            .send(s.to.clone().into(), s.data)
+            .await
+            .map(|sent| Answer::Sent { sent })
+            .map_err(|e| action_failure(e, Some(&s.to))),
+        Command::Disconnect(t) => handle
+            .disconnect(t.clone().into())
+            .await
+            .map(|disconnected| Answer::Disconnected { disconnected })
+            .map_err(|e| action_failure(e, Some(&t))),
+        Command::Shutdown => handle
+            .shutdown()
+            .await
+            .map(|()| Answer::Done)
+            .map_err(|e| action_failure(e, None)),
+        // The connection started pushing events when it read the request.
+        Command::Subscribe => Ok(Answer::Done),
     }
 }
 
-fn rows<T: serde::Serialize>(r: Result<T, ActionError>) -> Result<Value, Failure> {
-    r.map(|rows| serde_json::to_value(rows).unwrap_or(Value::Null))
-        .map_err(Failure::from)
+fn rows(r: crate::supervisor::Rows, target: &Services) -> Result<Answer, Failure> {
+    r.map(Answer::Rows)
+        .map_err(|e| action_failure(e, Some(target)))
 }
 
-async fn start(
-    handle: &Handle,
-    raw: &RawService,
-    base: &Path,
-    wait: Option<Wait>,
-    timeout_ms: Option<u64>,
-) -> Result<Value, Failure> {
+async fn start(handle: &Handle, request: Start, base: &Path) -> Result<Answer, Failure> {
+    let base = request.base.as_deref().unwrap_or(base);
     let base = if base.is_absolute() {
         base.to_path_buf()
     } else {
         std::env::current_dir().unwrap_or_default().join(base)
     };
-    let spec = raw.resolve(&base, None).map_err(|e| {
-        let field = json_locate::path_to_string(&e.field);
-        Failure::new("bad_spec", format!("spec.{field}: {}", e.message))
-    })?;
-    let wait_ready = wait == Some(Wait::Ready);
+    let spec = request
+        .spec
+        .resolve(&base, None)
+        .map_err(|e| Failure::bad_spec(&json_locate::path_to_string(&e.field), &e.message))?;
+    let wait_ready = request.wait == Some(Wait::Ready);
     // Subscribed before the start, so the ready event cannot be missed.
     let mut events = handle.subscribe();
     let row = handle
         .start(spec, wait_ready)
         .await
-        .map_err(Failure::from)?;
+        .map_err(|e| action_failure(e, None))?;
     if row.pid.is_none() {
         let why = row.error.clone().unwrap_or_else(|| "launch failed".into());
-        return Err(Failure::new("launch_failed", why));
+        return Err(Failure::new(ErrorCode::LaunchFailed, why));
     }
-    if wait_ready {
-        let limit = timeout_ms.map_or(DEFAULT_READY_TIMEOUT, Duration::from_millis);
-        wait_ready_event(&mut events, row.id, limit).await?;
-        let rows = handle.list().await.map_err(Failure::from)?;
-        let row = rows.into_iter().find(|r| r.id == row.id);
-        return Ok(serde_json::to_value(row).unwrap_or(Value::Null));
+    if !wait_ready {
+        return Ok(Answer::Row(Box::new(row)));
     }
-    Ok(serde_json::to_value(row).unwrap_or(Value::Null))
+    let limit = request
+        .timeout_ms
+        .map_or(DEFAULT_READY_TIMEOUT, Duration::from_millis);
+    wait_ready_event(&mut events, row.id, limit).await?;
+    let rows = handle.list().await.map_err(|e| action_failure(e, None))?;
+    match rows.into_iter().find(|r| r.id == row.id) {
+        Some(now) => Ok(Answer::Row(Box::new(now))),
+        // Gone from the table (it cannot be, today): the row as launched.
+        None => Ok(Answer::Row(Box::new(row))),
+    }
 }
 
 async fn wait_ready_event(
@@ -572,7 +399,7 @@ async fn wait_ready_event(
                     EventKind::Ready { .. } => return Ok(()),
                     EventKind::Exited { exit, .. } => {
                         return Err(Failure::new(
-                            "launch_failed",
+                            ErrorCode::LaunchFailed,
                             format!("exited before it was ready: {exit}"),
                         ));
                     }
@@ -581,7 +408,7 @@ async fn wait_ready_event(
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => {
                     return Err(Failure::new(
-                        "shutting_down",
+                        ErrorCode::ShuttingDown,
                         "the supervisor is shutting down",
                     ));
                 }
@@ -591,7 +418,7 @@ async fn wait_ready_event(
     match tokio::time::timeout(limit, waiting).await {
         Ok(r) => r,
         Err(_) => Err(Failure::new(
-            "timeout",
+            ErrorCode::Timeout,
             format!("not ready after {} ms; it keeps running", limit.as_millis()),
         )),
     }
@@ -603,13 +430,7 @@ async fn push_events(
 ) {
     loop {
         match events.recv().await {
-            Ok(e) => {
-                let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("type".into(), "event".into());
-                }
-                outbox.event(encode(&v));
-            }
+            Ok(e) => outbox.event(Message::Event(Event::Service(e)).encode()),
             Err(broadcast::error::RecvError::Lagged(n)) => outbox.missed(n),
             Err(broadcast::error::RecvError::Closed) => return,
         }
@@ -620,10 +441,10 @@ async fn push_events(
 mod tests {
     use super::*;
 
-    fn err(line: &str) -> (Value, &'static str, String) {
-        match parse(line.as_bytes()) {
-            Err((id, f)) => (id, f.code, f.message),
-            Ok(r) => panic!("{line} parsed: {r:?}"),
+    fn err(line: &str) -> (Option<RequestId>, ErrorCode, String) {
+        match Request::parse(line.as_bytes()) {
+            Err(Reply { id, result: Err(f) }) => (id, f.code, f.message),
+            other => panic!("{line} parsed: {other:?}"),
         }
     }
 
@@ -631,7 +452,7 @@ mod tests {
         /// Whatever a controller sends, parsing answers (a request or an error), never panics.
         #[test]
         fn parsing_never_panics(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
-            let _ = parse(&line);
+            let _ = Request::parse(&line);
         }
 
         #[test]
@@ -641,7 +462,7 @@ mod tests {
             extra in "|,\"name\":1|,\"spec\":\\{\\}|,\"spec\":\\{\"script\":1\\}|,\"data\":\\[\\]|,\"wait\":\"soon\"",
         ) {
             let line = format!("{{\"type\":\"{kind}\",\"id\":{id}{extra}}}");
-            let _ = parse(line.as_bytes());
+            let _ = Request::parse(line.as_bytes());
         }
     }
 
@@ -669,7 +490,7 @@ mod tests {
         assert_eq!(lagged.len(), 1, "{lagged:?}");
         let v: Value = serde_json::from_str(lagged[0]).expect("json");
         // One place is kept free for the lagged event itself.
-        assert_eq!(v["missed"], json!(500 + 1));
+        assert_eq!(v["missed"], serde_json::json!(500 + 1));
         assert_eq!(text.last().map(String::as_str), Some("late"));
         assert_eq!(
             text[..10],
@@ -681,15 +502,18 @@ mod tests {
     async fn replies_and_events_keep_their_order_and_replies_wait_for_room() {
         let outbox = Arc::new(Outbox::new());
         outbox.event(b"e1\n".to_vec());
-        outbox.reply(json!(1)).await.expect("room");
+        outbox.reply(b"1\n".to_vec()).await.expect("room");
         outbox.event(b"e2\n".to_vec());
         for i in 2..=REPLY_QUEUE {
-            outbox.reply(json!(i)).await.expect("room");
+            outbox
+                .reply(format!("{i}\n").into_bytes())
+                .await
+                .expect("room");
         }
         // The queue of replies is full: the next one waits until one is written.
         let waiting = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.reply(json!("last")).await }
+            async move { outbox.reply(b"last\n".to_vec()).await }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
@@ -699,7 +523,7 @@ mod tests {
         assert_eq!(outbox.next().await, Some(b"e2\n".to_vec()));
         // The peer is gone: replies are refused rather than held.
         outbox.close();
-        assert!(outbox.reply(json!("x")).await.is_err());
+        assert!(outbox.reply(b"x\n".to_vec()).await.is_err());
     }
 
     #[test]
@@ -715,30 +539,72 @@ mod tests {
         assert!(q.missed >= 100, "{} dropped", q.missed);
     }
 
+    /// The server reads every request of the shared vectors as they say: the request it carries
+    /// out (written back by the same types), or the error reply it sends.
+    #[test]
+    fn the_server_reads_the_request_vectors() {
+        let mut seen = 0;
+        for case in protocol::vectors()
+            .iter()
+            .filter(|c| c.get("request").is_some())
+        {
+            let name = &case["name"];
+            let line = case["request"].as_str().expect("request");
+            let expect = &case["expect"];
+            match Request::parse(line.as_bytes()) {
+                Ok(Some(r)) => {
+                    assert_eq!(
+                        serde_json::to_value(&r).ok().as_ref(),
+                        expect.get("request"),
+                        "{name}"
+                    );
+                    assert_eq!(check_request(line.as_bytes()), Ok(()), "{name}");
+                }
+                Ok(None) => panic!("{name}: read as an empty line"),
+                Err(refusal) => {
+                    let want = &expect["refused"];
+                    let reply = check_request(line.as_bytes()).expect_err("refused");
+                    assert_eq!(reply["type"], "reply", "{name}");
+                    assert_eq!(reply["ok"], false, "{name}");
+                    assert_eq!(reply["id"], want["id"], "{name}: {reply}");
+                    assert_eq!(reply["code"], want["code"], "{name}: {reply}");
+                    assert_eq!(reply.get("field"), want.get("field"), "{name}: {reply}");
+                    let has = want["error_has"].as_str().expect("error_has");
+                    let error = reply["error"].as_str().expect("error");
+                    assert!(error.contains(has), "{name}: {error:?} lacks {has:?}");
+                    assert_eq!(
+                        serde_json::to_value(Message::Reply(refusal)).ok(),
+                        Some(reply)
+                    );
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen >= 30, "{seen} request vectors");
+    }
+
     #[test]
     fn good_requests_parse() {
-        assert!(matches!(
+        let parse = |line: &[u8]| Request::parse(line).expect("parses").map(|r| r.command);
+        assert_eq!(
             parse(br#"{"type":"stop","id":1,"name":"web"}"#),
-            Ok(Some(Request::Stop(_)))
-        ));
-        assert!(matches!(
-            parse(br#"{"type":"list","id":"a"}"#),
-            Ok(Some(Request::List(_)))
-        ));
+            Some(Command::Stop(Services::Named("web".into())))
+        );
+        assert_eq!(parse(br#"{"type":"list","id":"a"}"#), Some(Command::List));
         assert!(matches!(
             parse(br#"{"type":"start","id":2,"spec":{"script":"a.js","name":"x"},"wait":"ready"}"#),
-            Ok(Some(Request::Start(r))) if r.wait == Some(Wait::Ready)
+            Some(Command::Start(r)) if r.wait == Some(Wait::Ready)
         ));
-        assert!(matches!(parse(b"   "), Ok(None)));
+        assert_eq!(parse(b"   "), None);
     }
 
     #[test]
     fn bad_requests_name_what_is_wrong() {
-        assert_eq!(err("{oops").1, "bad_request");
+        assert_eq!(err("{oops").1, ErrorCode::BadRequest);
         let (id, _, m) = err(r#"{"type":"stop","name":"x"}"#);
-        assert_eq!((id, m.as_str()), (Value::Null, "request has no \"id\""));
+        assert_eq!((id, m.as_str()), (None, "request has no \"id\""));
         let (id, _, m) = err(r#"{"type":"frobnicate","id":4}"#);
-        assert_eq!(id, json!(4));
+        assert_eq!(id, Some(4.into()));
         assert!(m.contains("unknown request type \"frobnicate\""), "{m}");
         let (_, _, m) = err(r#"{"type":"stop","id":5,"name":7}"#);
         assert!(
@@ -746,13 +612,10 @@ mod tests {
             "{m}"
         );
         let (_, code, m) = err(r#"{"type":"start","id":6,"spec":{"scirpt":"a.js"}}"#);
-        assert_eq!(code, "bad_spec");
-        assert!(
-            m.contains("spec") && m.contains("unknown field `scirpt`"),
-            "{m}"
-        );
+        assert_eq!(code, ErrorCode::BadSpec);
+        assert!(m.starts_with("spec.scirpt: unknown field `scirpt`"), "{m}");
         let (_, _, m) = err(r#"{"type":"stop","id":{},"name":"x"}"#);
         assert!(m.contains("number or a string"), "{m}");
-        assert_eq!(err("[1]").1, "bad_request");
+        assert_eq!(err("[1]").1, ErrorCode::BadRequest);
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pm_supervisor::cli::{self, Target};
-use serde_json::json;
+use pm_supervisor::control::protocol::{Command as Request, Services};
 
 /// Process supervision for desktop apps.
 #[derive(Debug, Parser)]
@@ -130,15 +130,13 @@ fn main() -> ExitCode {
         Command::Ls { target, json } => cli::exit_code(cli::ls(&target.into(), json)),
         Command::Stop { name, target } => cli::exit_code(cli::act(
             &target.into(),
-            json!({"type": "stop", "name": name}),
+            Request::Stop(Services::Named(name)),
         )),
         Command::Restart { name, target } => cli::exit_code(cli::act(
             &target.into(),
-            json!({"type": "restart", "name": name}),
+            Request::Restart(Services::Named(name)),
         )),
-        Command::Stopall { target } => {
-            cli::exit_code(cli::act(&target.into(), json!({"type": "stopall"})))
-        }
+        Command::Stopall { target } => cli::exit_code(cli::act(&target.into(), Request::Stopall)),
         Command::Send {
             name,
             data,

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::control::protocol::{ErrorCode, Fatal, Message};
 use crate::control::{self, OnEof};
 use crate::rate_limit::RateLimit;
-use crate::runtime::{ClaimError, Instance, instance_for, runtime_dir};
+use crate::runtime::{ClaimError, Instance, check_instance_name, instance_for, runtime_dir};
 use crate::supervisor::{self, Handle, Options};
 
-/// Exit code for a config file that cannot be used.
+/// Exit code for a config file (or a `serve` option) that cannot be used.
 pub const EXIT_CONFIG: u8 = 2;
+pub use crate::control::protocol::EXIT_ALREADY_RUNNING;
 
 /// What a supervisor process is started with.
 #[derive(Debug, Default)]
@@ -62,23 +64,16 @@ pub fn serve(control_fd: Option<RawFd>, name: Option<String>, config: Option<Pat
     let config = match config.map(|p| Config::load(&p)).transpose() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pm-supervisor: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            let error = e.to_string();
+            return refuse(control_fd, ErrorCode::BadConfig, &error, EXIT_CONFIG);
         }
     };
     let instance = name
         .or_else(|| config.as_ref().and_then(|c| instance_for(&c.path).ok()))
         .unwrap_or_else(|| format!("serve-{}", std::os::unix::process::parent_id()));
-    if !instance
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || instance.starts_with('.')
-        || instance.len() > 64
-    {
-        eprintln!(
-            "pm-supervisor: --name {instance:?}: use at most 64 letters, digits, '-', '_' and '.'"
-        );
-        return ExitCode::from(EXIT_CONFIG);
+    if let Err(e) = check_instance_name(&instance) {
+        let error = format!("--name {e}");
+        return refuse(control_fd, ErrorCode::BadInstanceName, &error, EXIT_CONFIG);
     }
     main(Setup {
         config,
@@ -98,10 +93,14 @@ fn main(setup: Setup) -> ExitCode {
     }
     let instance = match claim(&setup.instance) {
         Ok(i) => i,
-        Err(msg) => {
+        Err((code, msg)) => {
             flush_diagnostics(std::time::Duration::from_millis(200));
-            eprintln!("pm-supervisor: {msg}");
-            return ExitCode::FAILURE;
+            let exit = if code == ErrorCode::AlreadyRunning {
+                EXIT_ALREADY_RUNNING
+            } else {
+                1
+            };
+            return refuse(setup.control_fd, code, &msg, exit);
         }
     };
     let leftovers = instance.kill_leftovers();
@@ -135,12 +134,38 @@ fn main(setup: Setup) -> ExitCode {
     }
 }
 
-fn claim(name: &str) -> Result<Instance, String> {
-    let dir = runtime_dir().map_err(|e| e.to_string())?;
+fn claim(name: &str) -> Result<Instance, (ErrorCode, String)> {
+    let dir = runtime_dir().map_err(|e| (ErrorCode::RuntimeFolder, e.to_string()))?;
     Instance::claim(dir, name).map_err(|e| match e {
-        ClaimError::Running(r) => format!("{r}; stop it first"),
-        other => other.to_string(),
+        ClaimError::Running(r) => (ErrorCode::AlreadyRunning, format!("{r}; stop it first")),
+        other => (ErrorCode::RuntimeFolder, other.to_string()),
     })
+}
+
+/// The supervisor cannot run: says why on stderr and, as a `fatal` message, on the control
+/// channel (so that a controlling process learns why without reading stderr), then exits with
+/// `exit`.
+fn refuse(control_fd: Option<RawFd>, code: ErrorCode, error: &str, exit: u8) -> ExitCode {
+    eprintln!("pm-supervisor: {error}");
+    if let Some(fd) = control_fd.filter(|&fd| is_socket(fd)) {
+        let line = Message::Fatal(Fatal {
+            code,
+            error: error.to_owned(),
+        })
+        .encode();
+        // SAFETY: the fd was handed to this process for the control channel and is a socket;
+        // it is only borrowed for this write. A channel whose buffer is full (the controller
+        // never reads) makes the write fail at once rather than wait.
+        let _ = unsafe {
+            libc::send(
+                fd,
+                line.as_ptr().cast(),
+                line.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+    }
+    ExitCode::from(exit)
 }
 
 async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {

@@ -284,11 +284,39 @@ pub fn peer_uid(socket: &impl AsFd) -> io::Result<u32> {
     }
 }
 
+/// Longest instance name: the control socket's path (`<runtime folder>/<name>.sock`) must stay
+/// within the 108 bytes a Unix socket address holds.
+pub const MAX_INSTANCE_NAME: usize = 64;
+
+/// Checks an instance name (`serve --name`, `--instance`). It names files in the runtime folder
+/// and is typed on command lines: 1 to 64 ASCII letters, digits, `-`, `_` and `.`, not starting
+/// with `.` or `-`. The error says what is wrong and what a name may hold.
+pub fn check_instance_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "it is empty".to_owned()
+    } else if name.len() > MAX_INSTANCE_NAME {
+        format!("it is {} bytes long", name.len())
+    } else if let Some((i, c)) = name
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    {
+        format!("it holds {c:?} at character {}", i + 1)
+    } else if name.starts_with(['.', '-']) {
+        format!("it starts with '{}'", &name[..1])
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{name:?} is not an instance name: {why}; use 1 to {MAX_INSTANCE_NAME} letters, digits, '-', '_' and '.', not starting with '.' or '-'"
+    ))
+}
+
 /// An instance name for a config file: its stem and a hash of its path, so that two apps'
 /// configs never share runtime files. Give it the canonical path (see [`instance_for`]), so
 /// that every spelling of one file names one instance.
 pub fn instance_name(config: &Path) -> String {
-    let stem = config
+    let mut stem = config
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("pm")
@@ -302,6 +330,10 @@ pub fn instance_name(config: &Path) -> String {
             }
         })
         .collect::<String>();
+    // A name starts with neither '-' nor '.' (check_instance_name).
+    if stem.is_empty() || stem.starts_with('-') {
+        stem.insert(0, '_');
+    }
     // FNV-1a: stable across builds, unlike std's hasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in config.as_os_str().as_encoded_bytes() {
@@ -544,5 +576,50 @@ mod tests {
     fn instance_names_stay_short() {
         let name = instance_name(Path::new(&format!("/a/{}.json", "x".repeat(300))));
         assert!(name.len() <= 32 + 9, "{name}");
+    }
+
+    #[test]
+    fn config_files_name_valid_instances() {
+        for file in [
+            "/a/services.json",
+            "/a/-x.json",
+            "/a/.json",
+            "/a/ü ber.json",
+            "/",
+        ] {
+            let name = instance_name(Path::new(file));
+            check_instance_name(&name).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+
+    /// The rules are the supervisor's; the Node manager checks its default names against the
+    /// same vectors.
+    #[test]
+    fn instance_name_vectors() {
+        let cases = crate::control::protocol::vectors();
+        let cases: Vec<_> = cases
+            .iter()
+            .filter(|c| c.get("instance").is_some())
+            .collect();
+        assert!(cases.len() > 10);
+        for case in cases {
+            let name = case["instance"].as_str().expect("instance");
+            let valid = case["valid"].as_bool().expect("valid");
+            assert_eq!(check_instance_name(name).is_ok(), valid, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn instance_names_say_what_is_wrong() {
+        let why = |n: &str| check_instance_name(n).expect_err(n);
+        assert!(why("").contains("it is empty"));
+        assert!(why("has space").contains("holds ' ' at character 4"));
+        assert!(why("../x").contains("holds '/' at character 3"));
+        assert!(why(".hidden").contains("starts with '.'"));
+        assert!(why("-x").contains("starts with '-'"));
+        assert!(why(&"x".repeat(65)).contains("65 bytes long"));
+        for ok in ["my-app_1.0", "a", "App.2", &"x".repeat(64)] {
+            check_instance_name(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 }

@@ -10,7 +10,7 @@ mod actor;
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -33,7 +33,7 @@ pub enum Selector {
 }
 
 /// A row of the process table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceInfo {
     /// Service id.
     pub id: ServiceId,
@@ -64,10 +64,13 @@ pub struct ServiceInfo {
 }
 
 /// Something that happened to a service.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// When.
-    #[serde(serialize_with = "serialize_time")]
+    #[serde(
+        serialize_with = "serialize_time",
+        deserialize_with = "deserialize_time"
+    )]
     pub time: SystemTime,
     /// Service id.
     #[serde(rename = "service")]
@@ -80,7 +83,7 @@ pub struct Event {
 }
 
 /// What happened, with its details.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// A process started.
@@ -152,6 +155,11 @@ pub(crate) fn message_event_envelope(id: ServiceId, name: Option<&str>, pid: i32
 
 fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::log_writer::timestamp(*t))
+}
+
+fn deserialize_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(d)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }
 
 /// Why an action was not carried out.

@@ -4,17 +4,26 @@ published yet: a [patch] points it at the unpacked pm-child crate, as the regist
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 from conftest import ROOT, VERSION, crate
 
 
-def test_crates_build_and_pass_their_tests_from_the_packages_alone(tmp_path: Path) -> None:
+def test_crates_build_and_pass_their_tests_from_the_packages_alone() -> None:
+    # The same folder on every run (emptied first): the tests find their vector files through
+    # the folder compiled into them (CARGO_MANIFEST_DIR), and the build reused from the target
+    # folder below would still look in a per-run folder that is long gone.
+    tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    tmp_path = Path(tempfile.gettempdir()) / f"pm-dist-crates-{tag}"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    tmp_path.mkdir()
     for name in ("pm-child", "pm-supervisor"):
         with tarfile.open(crate(name), "r:gz") as t:
             t.extractall(tmp_path, filter="data")

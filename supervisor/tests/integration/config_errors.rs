@@ -108,7 +108,8 @@ fn a_second_supervisor_on_the_same_config_is_refused() {
         .command(&["run", config.to_str().expect("utf-8")])
         .output()
         .expect("second run");
-    assert_eq!(out.status.code(), Some(1));
+    // The documented exit code for "another supervisor runs this instance".
+    assert_eq!(out.status.code(), Some(3));
     let err = t.stderr();
     assert!(
         err.contains("already running") && err.contains(&first.pid().to_string()),

@@ -85,6 +85,11 @@ fn serve(t: &TestDir) -> (Supervisor, Controller) {
     serve_with(t, |_| {})
 }
 
+/// `serve --control-fd 3 --name NAME`.
+fn serve_named(t: &TestDir, name: &str) -> (Supervisor, Controller) {
+    serve_as(t, name, |_| {})
+}
+
 fn data_of(v: &Value) -> &Value {
     &v["data"]
 }
@@ -94,9 +99,19 @@ fn serve_with(
     t: &TestDir,
     adjust: impl FnOnce(&mut std::process::Command),
 ) -> (Supervisor, Controller) {
+    serve_as(t, "ctl", adjust)
+}
+
+/// The same, under the instance name `name`.
+fn serve_as(
+    t: &TestDir,
+    name: &str,
+    adjust: impl FnOnce(&mut std::process::Command),
+) -> (Supervisor, Controller) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let fd = theirs.as_raw_fd();
-    let mut cmd = t.command(&["serve", "--control-fd", "3", "--name", "ctl"]);
+    let name = format!("--name={name}");
+    let mut cmd = t.command(&["serve", "--control-fd", "3", &name]);
     // SAFETY: dup2 in the child before exec; `theirs` stays open in the parent until spawned.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
@@ -206,11 +221,27 @@ fn bad_requests_get_error_replies_and_break_nothing() {
     c.send(json!({"type": "start", "id": 3, "spec": {"script": "a.js", "cwd": "/no/such/dir"}}));
     let r = c.reply(3);
     assert_eq!(r["code"], "bad_spec");
+    // The field at fault is data of the reply, not only part of the message.
+    assert_eq!(r["field"], "cwd", "{r}");
     assert!(
         r["error"]
             .as_str()
             .expect("error")
-            .contains("spec.cwd: folder does not exist"),
+            .starts_with("spec.cwd: folder does not exist"),
+        "{r}"
+    );
+    c.send(json!({"type": "start", "id": 30, "spec": {"script": "a.js", "env": {"A=B": "x"}}}));
+    let r = c.reply(30);
+    assert_eq!(
+        (&r["code"], &r["field"]),
+        (&json!("bad_spec"), &json!("env.A=B")),
+        "{r}"
+    );
+    c.send(json!({"type": "start", "id": 31, "spec": {"script": "a.js", "name": ""}}));
+    let r = c.reply(31);
+    assert_eq!(
+        (&r["code"], &r["field"]),
+        (&json!("bad_spec"), &json!("name")),
         "{r}"
     );
     c.send(json!({"type": "stop", "id": 4, "name": "ghost"}));
@@ -526,4 +557,98 @@ fn a_version_1_child_is_stopped_by_sigterm_and_its_messages_are_plain_data() {
     assert!(!out.contains("old pm  | ready"), "{out}");
     drop(c);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn services_are_acted_on_by_id_and_all_too() {
+    let t = TestDir::new();
+    let (mut sup, mut c) = serve(&t);
+    for (id, name) in [(1, "a"), (2, "b")] {
+        c.send(json!({"type": "start", "id": id, "spec": {"name": name, "script": fixture("child.py"), "args": ["report"]}}));
+        assert_eq!(c.reply(id)["ok"], true);
+    }
+    t.wait_event("a", "report");
+    t.wait_event("b", "report");
+    c.send(json!({"type": "list", "id": 3}));
+    let rows = c.reply(3)["result"].clone();
+    let b = rows[1]["id"].clone();
+    assert_eq!(rows[1]["name"], "b", "{rows}");
+    c.send(json!({"type": "stop", "id": 4, "service": b}));
+    let stopped = c.reply(4);
+    assert_eq!(
+        stopped["result"].as_array().map(Vec::len),
+        Some(1),
+        "{stopped}"
+    );
+    assert_eq!(
+        (
+            &stopped["result"][0]["name"],
+            &stopped["result"][0]["state"]
+        ),
+        (&json!("b"), &json!("stopped"))
+    );
+    c.send(json!({"type": "restart", "id": 5, "service": 999}));
+    let r = c.reply(5);
+    assert_eq!(
+        (&r["code"], &r["error"]),
+        (&json!("no_such_service"), &json!("no service with id 999")),
+        "{r}"
+    );
+    c.send(json!({"type": "stop", "id": 6, "all": true}));
+    let all = c.reply(6);
+    let states: Vec<&Value> = all["result"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| &r["state"])
+        .collect();
+    assert_eq!(states, [&json!("stopped"), &json!("stopped")], "{all}");
+    drop(c);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+/// A supervisor that cannot run says why on its control channel before it exits, so that the
+/// controlling process needs neither its stderr nor its lock file.
+#[test]
+fn a_second_supervisor_for_an_instance_says_why_on_the_channel_and_exits_3() {
+    let t = TestDir::new();
+    let (mut first, mut c1) = serve_named(&t, "app");
+    c1.send(json!({"type": "list", "id": 1}));
+    assert_eq!(c1.reply(1)["ok"], true);
+    let (mut second, mut c2) = serve_named(&t, "app");
+    let fatal = c2.until("the fatal message", |v| v["type"] == "fatal");
+    assert_eq!(fatal["code"], "already_running", "{fatal}");
+    let error = fatal["error"].as_str().expect("error");
+    assert!(error.contains(&format!("pid {}", first.pid())), "{error}");
+    assert_eq!(second.wait(PATIENCE).and_then(|s| s.code()), Some(3));
+    drop(c1);
+    assert_eq!(first.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn an_invalid_instance_name_is_refused_on_the_channel_too() {
+    for name in ["has space", "", ".hidden", "../up"] {
+        let t = TestDir::new();
+        let (mut sup, mut c) = serve_named(&t, name);
+        let fatal = c.until("the fatal message", |v| v["type"] == "fatal");
+        assert_eq!(fatal["code"], "bad_instance_name", "{name:?}: {fatal}");
+        let error = fatal["error"].as_str().expect("error");
+        assert!(error.contains("is not an instance name"), "{error}");
+        assert_eq!(
+            sup.wait(PATIENCE).and_then(|s| s.code()),
+            Some(2),
+            "{name:?}"
+        );
+        assert!(
+            t.stderr().contains(error),
+            "the same line on stderr: {}",
+            t.stderr()
+        );
+        // Nothing was created for it.
+        let rt = t.path().join("rt");
+        let files: Vec<_> = std::fs::read_dir(&rt)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(files.is_empty(), "{files:?}");
+    }
 }

@@ -17,9 +17,14 @@ use crate::support::{
 
 /// Runs `run <config>` expecting it to refuse to start; returns its stderr.
 fn refused(t: &TestDir, cmd: &mut Command) -> String {
+    refused_with(t, cmd, 1)
+}
+
+/// The same, with another exit code.
+fn refused_with(t: &TestDir, cmd: &mut Command, code: i32) -> String {
     let status = status_within(cmd, Duration::from_secs(10));
     let err = t.stderr();
-    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert_eq!(status.and_then(|s| s.code()), Some(code), "{err}");
     err
 }
 
@@ -297,7 +302,8 @@ fn one_config_spelled_differently_is_still_one_instance() {
         "applink/services.json",
         "./app//services.json",
     ] {
-        let err = refused(&t, &mut t.command(&["run", other]));
+        // Exit code 3: another supervisor runs the instance.
+        let err = refused_with(&t, &mut t.command(&["run", other]), 3);
         assert!(
             err.contains("already running") && err.contains(&first.pid().to_string()),
             "{other}: {err}"
