@@ -11,21 +11,23 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::{
-    ActionError, Event, EventKind, Options, Request, Rows, Selector, ServiceId, ServiceInfo, State,
+    ActionError, Event, EventKind, Options, Request, Rows, ServiceId, ServiceInfo, Services, State,
 };
-use crate::channel::{self, Channel, ChannelEvent};
 use crate::config::ServiceSpec;
-use crate::launch::{self, LaunchError};
-use crate::lifecycle::{AfterExit, Lifecycle};
-use crate::log_writer::{LogHub, Sink};
-use crate::output::{self, Stream};
-use crate::procs;
+use crate::logs::file::Rotation;
+use crate::logs::lines::{self, Stream};
+use crate::logs::pump::Pump;
+use crate::logs::writer::{LogHub, Sink};
+use crate::process::channel::{self, Channel, ChannelEvent};
+use crate::process::launch::{self, LaunchError};
+use crate::process::procs;
+use crate::process::reap::{self, Exit};
+use crate::process::sentinel::{self, Sentinel};
 use crate::rate_limit::RateLimit;
-use crate::reap::{self, Exit};
-use crate::restart_policy::RestartPolicy;
 use crate::runtime::Instance;
-use crate::sentinel::{self, Sentinel};
-use crate::stop::{Action, StopSequence};
+use crate::service::lifecycle::{AfterExit, Lifecycle};
+use crate::service::restart_policy::RestartPolicy;
+use crate::service::stop::{Action, StopSequence};
 
 /// Exits within this window share one scan for strays (a read of every process's environment):
 /// a crash loop of a hundred services costs a few scans a second, not hundreds. An exit someone
@@ -114,11 +116,11 @@ impl Service {
         lifecycle(&self.label(), &self.sink, text);
     }
 
-    fn matches(&self, sel: &Selector) -> bool {
-        match sel {
-            Selector::All => true,
-            Selector::Name(n) => self.spec.name.as_deref() == Some(n.as_str()),
-            Selector::Id(id) => self.id == *id,
+    fn matches(&self, which: &Services) -> bool {
+        match which {
+            Services::All => true,
+            Services::Named(n) => self.spec.name.as_deref() == Some(n.as_str()),
+            Services::Id(id) => self.id == *id,
         }
     }
 }
@@ -181,7 +183,7 @@ fn ms(d: Duration) -> String {
 
 impl Actor {
     pub(super) fn new(opts: Options, events: broadcast::Sender<Event>) -> std::io::Result<Actor> {
-        let hub = LogHub::start()?;
+        let hub = LogHub::default();
         let sentinel = if opts.sentinel {
             Some(Sentinel::start(&opts.token, std::iter::empty())?)
         } else {
@@ -346,7 +348,7 @@ impl Actor {
     fn add_service(&mut self, spec: ServiceSpec, await_ready: bool) -> ServiceId {
         let id = self.next_service;
         self.next_service += 1;
-        let rotation = crate::log_writer::Rotation {
+        let rotation = Rotation {
             max_size: spec.log_max_size,
             keep: spec.log_keep,
         };
@@ -429,7 +431,7 @@ impl Actor {
             }
             None => None,
         };
-        let pump = output::Pump {
+        let pump = Pump {
             sink: svc.sink.clone(),
             colour: colour_for(&svc.sink, &label),
             label,
@@ -530,21 +532,22 @@ impl Actor {
         }
     }
 
-    fn select(&self, sel: &Selector) -> Result<Vec<ServiceId>, ActionError> {
+    fn select(&self, which: &Services) -> Result<Vec<ServiceId>, ActionError> {
         let ids: Vec<ServiceId> = self
             .services
             .values()
-            .filter(|s| s.matches(sel))
+            .filter(|s| s.matches(which))
             .map(|s| s.id)
             .collect();
-        match sel {
-            Selector::Name(n) if ids.is_empty() => Err(ActionError::NoSuchService(n.clone())),
-            Selector::Id(i) if ids.is_empty() => Err(ActionError::NoSuchService(format!("#{i}"))),
+        match which {
+            Services::Named(_) | Services::Id(_) if ids.is_empty() => {
+                Err(ActionError::NoSuchService(which.clone()))
+            }
             _ => Ok(ids),
         }
     }
 
-    fn stop_selected(&mut self, sel: &Selector, reply: oneshot::Sender<Rows>) {
+    fn stop_selected(&mut self, sel: &Services, reply: oneshot::Sender<Rows>) {
         let ids = match self.select(sel) {
             Ok(ids) => ids,
             Err(e) => {
@@ -575,7 +578,7 @@ impl Actor {
         self.begin_stop(id, reason)
     }
 
-    fn restart_selected(&mut self, sel: &Selector, reply: oneshot::Sender<Rows>) {
+    fn restart_selected(&mut self, sel: &Services, reply: oneshot::Sender<Rows>) {
         if self.shutdown.is_some() {
             let _ = reply.send(Err(ActionError::ShuttingDown));
             return;
@@ -654,7 +657,7 @@ impl Actor {
 
     fn send_selected(
         &mut self,
-        sel: &Selector,
+        sel: &Services,
         data: serde_json::Value,
     ) -> Result<usize, ActionError> {
         let ids = self.select(sel)?;
@@ -685,7 +688,7 @@ impl Actor {
     /// Closes the channel of every running process of the selected services, as a fork parent's
     /// `child.disconnect()` does; a child that said `hello` is told first, so that its SDK does
     /// not take the EOF for the supervisor's death. Returns how many channels were closed.
-    fn disconnect_selected(&mut self, sel: &Selector) -> Result<usize, ActionError> {
+    fn disconnect_selected(&mut self, sel: &Services) -> Result<usize, ActionError> {
         let ids = self.select(sel)?;
         let notice: Arc<[u8]> = protocol::encode(&ToChild::Disconnect).into();
         let mut closed = 0;
@@ -1117,16 +1120,7 @@ fn lifecycle(label: &str, sink: &Sink, text: &str) {
 
 /// Writes one line of the supervisor's own (stream `pm`) to a service's log.
 fn pm_line(label: &str, sink: &Sink, text: &str) {
-    let mut line = output::prefix(
-        SystemTime::now(),
-        label,
-        Stream::Pm.tag(false),
-        colour_for(sink, label),
-    )
-    .into_bytes();
-    line.extend_from_slice(text.as_bytes());
-    line.push(b'\n');
-    sink.write_now(line);
+    sink.write_now(lines::supervisor_line(label, colour_for(sink, label), text));
 }
 
 /// The label of a service whose process record is borrowed elsewhere.
@@ -1138,5 +1132,5 @@ fn label_of(spec: &ServiceSpec, pid: Pid) -> String {
 fn colour_for(sink: &Sink, label: &str) -> Option<u8> {
     static TTY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let tty = *TTY.get_or_init(|| std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    (sink.is_stdout() && tty).then(|| output::label_colour(label))
+    (sink.is_stdout() && tty).then(|| lines::label_colour(label))
 }

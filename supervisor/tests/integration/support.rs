@@ -318,7 +318,7 @@ pub fn sdk_child_bin() -> String {
 
 /// The colour the supervisor gives a label on a terminal.
 pub fn label_colour(label: &str) -> u8 {
-    pm_supervisor::output::label_colour(label)
+    pm_supervisor::testing::label_colour(label)
 }
 
 /// Whether the tests run as root (some need to act as a second user).
