@@ -27,7 +27,8 @@
 //! - `service`: a service's state as pure machines (lifecycle, restart schedule, stop sequence);
 //! - `process`: starting children, their channel, the sentinel;
 //! - `logs`: the log line format, output readers and log file writers;
-//! - `frontends`: `run`, `serve`, the control connections and the CLI.
+//! - `frontends`: `run`, `serve`, the control connections and the CLI;
+//! - `platform`: everything the operating system decides (see `docs/porting.md`).
 //!
 //! `protocol.md` in the repository is the normative description of the channel.
 
@@ -39,6 +40,7 @@ pub mod supervisor;
 mod framing;
 mod frontends;
 mod logs;
+mod platform;
 mod process;
 mod rate_limit;
 mod service;

@@ -6,12 +6,12 @@
 //! The folder is handled as systemd and OpenSSH handle theirs: it is opened without following a
 //! symbolic link, must belong to this user and have mode 0700 exactly, and every file in it is
 //! reached through the opened folder (`openat`, and on Linux `/proc/self/fd/N/...` for the
-//! socket), so swapping the folder's path after the check changes nothing. Files read from it
+//! socket, see `platform::path_through`), so swapping the folder's path after the check changes nothing. Files read from it
 //! are honoured only when they are regular files of this user with mode 0600.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -114,13 +114,10 @@ impl RuntimeDir {
     }
 
     /// A path to `name` in the folder that goes through the opened folder rather than its name
-    /// (Linux); elsewhere its plain path, which only this user or root can change.
+    /// where the system can (Linux); elsewhere its plain path, which only this user or root can
+    /// change.
     fn through_fd(&self, name: &str) -> PathBuf {
-        if cfg!(target_os = "linux") {
-            PathBuf::from(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
-        } else {
-            self.path.join(name)
-        }
+        crate::platform::path_through(&self.fd, &self.path, name)
     }
 
     pub(crate) fn open(&self, name: &str, flags: OFlag, mode: Mode) -> io::Result<File> {
@@ -243,42 +240,6 @@ impl RuntimeDir {
     /// Removes the socket `name` (at a clean exit).
     pub(crate) fn unbind(&self, name: &str) {
         let _ = self.remove(name);
-    }
-}
-
-/// The effective uid of the process at the other end of a Unix socket (`SO_PEERCRED` on
-/// Linux, `getpeereid` elsewhere), as the kernel recorded it when the connection was made.
-pub(crate) fn peer_uid(socket: &impl AsFd) -> io::Result<u32> {
-    let fd = socket.as_fd().as_raw_fd();
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: getsockopt writes at most `len` bytes into the zeroed struct.
-        unsafe {
-            let mut cred: libc::ucred = std::mem::zeroed();
-            let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-            let r = libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&raw mut cred).cast(),
-                &mut len,
-            );
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(cred.uid)
-        }
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        // SAFETY: getpeereid writes the two ids it is given.
-        unsafe {
-            let (mut uid, mut gid) = (0, 0);
-            if libc::getpeereid(fd, &mut uid, &mut gid) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(uid)
-        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::connection::{self, OnEof};
 use super::diagnostics::{flush_diagnostics, init_tracing};
 use crate::config::Config;
 use crate::control::{EXIT_ALREADY_RUNNING, ErrorCode, Fatal, Message};
+use crate::platform;
 use crate::rate_limit::RateLimit;
 use crate::runtime::{ClaimError, Instance, check_instance_name, instance_for, runtime_dir};
 use crate::supervisor::{self, Handle, Options};
@@ -88,9 +89,9 @@ pub(crate) fn serve(
 
 fn main(setup: Setup) -> ExitCode {
     // First, so that neither the control fd nor anything else inherited reaches a service.
-    prepare_process();
+    platform::prepare_supervisor();
     if let Some(fd) = setup.control_fd {
-        if !is_socket(fd) {
+        if !platform::is_socket(fd) {
             eprintln!("pm-supervisor: control fd {fd} is not an open socket");
             return ExitCode::from(EXIT_CONFIG);
         }
@@ -151,23 +152,15 @@ fn claim(name: &str) -> Result<Instance, (ErrorCode, String)> {
 /// `exit`.
 fn refuse(control_fd: Option<RawFd>, code: ErrorCode, error: &str, exit: u8) -> ExitCode {
     eprintln!("pm-supervisor: {error}");
-    if let Some(fd) = control_fd.filter(|&fd| is_socket(fd)) {
+    if let Some(fd) = control_fd.filter(|&fd| platform::is_socket(fd)) {
         let line = Message::Fatal(Fatal {
             code,
             error: error.to_owned(),
         })
         .encode();
-        // SAFETY: the fd was handed to this process for the control channel and is a socket;
-        // it is only borrowed for this write. A channel whose buffer is full (the controller
-        // never reads) makes the write fail at once rather than wait.
-        let _ = unsafe {
-            libc::send(
-                fd,
-                line.as_ptr().cast(),
-                line.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+        // A channel whose buffer is full (the controller never reads) makes the write fail at
+        // once rather than wait.
+        platform::send_now(fd, &line);
     }
     ExitCode::from(exit)
 }
@@ -285,65 +278,10 @@ async fn accept_loop(listener: tokio::net::UnixListener, handle: Handle, base: A
     }
 }
 
-fn is_socket(fd: RawFd) -> bool {
-    // SAFETY: fstat only writes the zeroed struct it is given.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
-    }
-}
-
 /// A prefix for this run's service tags: unique per supervisor process.
 fn new_token() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
-}
-
-/// Makes the process fit to supervise: fds 0-2 open (so no child channel or log file lands on
-/// them), every inherited fd close-on-exec (so nothing the supervisor was given leaks into a
-/// service), and, on Linux, a child subreaper (so descendants that leave their service's group
-/// are re-parented here and can be found).
-fn prepare_process() {
-    for fd in 0..3 {
-        // SAFETY: F_GETFD only reads the flags of a descriptor number.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            // The lowest free number is `fd` itself.
-            let _ = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .map(std::os::fd::IntoRawFd::into_raw_fd);
-        }
-    }
-    set_cloexec_on_inherited();
-    #[cfg(target_os = "linux")]
-    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        tracing::warn!(%e, "cannot become a child subreaper; descendants that leave their process group may survive a stop");
-    }
-}
-
-fn set_cloexec_on_inherited() {
-    let dir = if cfg!(target_os = "linux") {
-        "/proc/self/fd"
-    } else {
-        "/dev/fd"
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let fds: Vec<i32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: setting FD_CLOEXEC changes no ownership; a number that is not open just fails.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags != -1 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
 }

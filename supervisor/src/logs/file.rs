@@ -83,15 +83,7 @@ pub(crate) fn open_log(path: &Path) -> io::Result<File> {
     if !meta.is_file() {
         return Err(not_regular(meta.file_type()));
     }
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags != -1 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
-    }
+    crate::platform::set_nonblocking(&file, false);
     Ok(file)
 }
 

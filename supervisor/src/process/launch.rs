@@ -6,17 +6,16 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::unistd::Pid;
 use pm_child::protocol::{
     ENV_CHANNEL_FD, ENV_CHANNEL_ID, ENV_NODE_CHANNEL_FD, ENV_NODE_CHANNEL_SERIALIZATION_MODE,
     ENV_PROTOCOL, ENV_SERVICE_NAME, PROTOCOL_VERSION,
 };
 
 use crate::config::ServiceSpec;
+use crate::platform::{self, Pid};
 
 /// The fd number of the channel in every child.
 pub(crate) const CHILD_CHANNEL_FD: i32 = 3;
@@ -213,7 +212,7 @@ pub(crate) struct Spawned {
 }
 
 /// Starts `plan` for `spec`: a session of its own (so its whole process group can be
-/// signalled), stdin from /dev/null, stdout and stderr to pipes, the channel on fd 3, and the
+/// signalled, see [`platform::new_session`]), stdin from /dev/null, stdout and stderr to pipes, the channel on fd 3, and the
 /// protocol's variables. `tag` is the value of [`ENV_SERVICE_TAG`].
 pub(crate) fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawned, LaunchError> {
     let spawn_error = |source| LaunchError::Spawn {
@@ -221,7 +220,7 @@ pub(crate) fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawne
         source,
     };
     let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
-    let channel_id = socket_id(&theirs).map_err(spawn_error)?;
+    let channel_id = platform::socket_id(&theirs).map_err(spawn_error)?;
     let mut cmd = Command::new(&plan.program);
     cmd.args(&plan.args)
         .current_dir(&spec.cwd)
@@ -249,28 +248,7 @@ pub(crate) fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawne
         cmd.env(ENV_NODE_CHANNEL_FD, CHILD_CHANNEL_FD.to_string())
             .env(ENV_NODE_CHANNEL_SERIALIZATION_MODE, "json");
     }
-    let child_fd = theirs.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (setsid, dup2, fcntl).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            if child_fd == CHILD_CHANNEL_FD {
-                // dup2 onto itself would leave close-on-exec set.
-                let flags = libc::fcntl(child_fd, libc::F_GETFD);
-                if flags == -1
-                    || libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
-                {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(child_fd, CHILD_CHANNEL_FD) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    platform::new_session(&mut cmd, Some((theirs.as_raw_fd(), CHILD_CHANNEL_FD)));
     let mut child = cmd.spawn().map_err(|source| match source.raw_os_error() {
         Some(libc::EACCES) => LaunchError::NotExecutable(plan.program.clone()),
         Some(libc::ENOENT) => LaunchError::ScriptNotFound(plan.program.clone()),
@@ -284,13 +262,8 @@ pub(crate) fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawne
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         unreachable!("stdout and stderr were set to piped");
     };
-    #[cfg(target_os = "linux")]
-    for pipe in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
-        // Room for a burst while the reader lets output gather (see output::PACE). 1 MiB is
-        // the default limit for unprivileged processes; if it is lower, the default stays.
-        // SAFETY: F_SETPIPE_SZ on a pipe fd we own.
-        unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, 1024 * 1024) };
-    }
+    platform::enlarge_pipe(&stdout);
+    platform::enlarge_pipe(&stderr);
     // The `Child` is dropped without waiting: the supervisor's reaper owns every exit status.
     drop(child);
     Ok(Spawned {
@@ -299,14 +272,6 @@ pub(crate) fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawne
         stdout: stdout.into(),
         stderr: stderr.into(),
     })
-}
-
-/// `<st_dev>:<st_ino>` of a socket: what `PM_CHANNEL_ID` says, so that an SDK can tell the
-/// channel pm gave its process from another fd that happens to have the same number.
-fn socket_id(socket: &UnixStream) -> io::Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::File::from(OwnedFd::from(socket.try_clone()?)).metadata()?;
-    Ok(format!("{}:{}", meta.dev(), meta.ino()))
 }
 
 #[cfg(test)]

@@ -34,16 +34,13 @@ mod link;
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use tokio::sync::Notify;
 
-use super::procs;
+use crate::platform::{self, Pid, Signal};
 
 pub use drain::DRAIN_LIMIT;
 pub(crate) use link::Output;
@@ -92,30 +89,16 @@ impl Sentinel {
         token: &str,
         records: impl IntoIterator<Item = (Record, Option<Arc<Output>>)>,
     ) -> io::Result<Sentinel> {
-        // The binary's own path (so `ps` shows pm-supervisor); on Linux /proc/self/exe still
-        // works if the file was replaced by an upgrade while this process runs.
-        let exe = std::env::current_exe()
-            .ok()
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| "/proc/self/exe".into());
         let (ours, theirs) = link::pair()?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(platform::own_exe());
         cmd.arg("__sentinel")
             .arg(token)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
-        // SAFETY: setsid is async-signal-safe. A session of its own keeps the sentinel out of
-        // reach of signals sent to the supervisor's process group (a terminal's Ctrl-C, or a
-        // parent killing the group).
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // A session of its own keeps the sentinel out of reach of signals sent to the
+        // supervisor's process group (a terminal's Ctrl-C, or a parent killing the group).
+        platform::new_session(&mut cmd, None);
         let child = cmd.spawn()?;
         // The sentinel's end of the link is closed here with `cmd`: only the sentinel holds it.
         drop(cmd);
@@ -245,16 +228,7 @@ async fn write_link(
 /// The sentinel process's main loop. Returns when the supervisor is gone, cleanup is done and its
 /// services' last output written (or the drain's limits passed).
 pub(crate) fn run(token: &str) -> io::Result<()> {
-    // Tell the operating system not to kill us for writing to a closed stderr or stdout.
-    // SAFETY: setting a signal disposition to ignore is always sound.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
-    }
-    // Two descriptors per live process are held here: use the whole allowance (this process
-    // starts nothing that could inherit a raised limit).
-    raise_fd_limit();
+    platform::prepare_sentinel();
     let mut records: BTreeMap<i32, (Record, Option<Output>)> = BTreeMap::new();
     let mut link = link::Receiver::new(libc::STDIN_FILENO);
     let mut warned = false;
@@ -304,18 +278,6 @@ pub(crate) fn run(token: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Raises the soft limit on open descriptors to the hard limit.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// Stops what a dead supervisor left: SIGTERM to the groups marked for it, a grace period
 /// (bounded by `max_grace`) for every group to exit, then SIGKILL to what is left, including
 /// every process carrying a service tag that starts with `token`. Returns how many groups and
@@ -326,17 +288,17 @@ pub(crate) fn cleanup(token: &str, records: &[Record], max_grace: Duration) -> u
     let groups = ours.len();
     for r in &ours {
         if r.term {
-            procs::signal_group(Pid::from_raw(r.pid), Signal::SIGTERM);
+            platform::signal_group(Pid::from_raw(r.pid), Signal::SIGTERM);
         }
     }
     let mut waiting: Vec<&Record> = ours;
     while !waiting.is_empty() {
         let elapsed = start.elapsed();
-        let live = procs::LiveGroups::read();
+        let live = platform::LiveGroups::read();
         waiting.retain(|r| {
             let alive = live.contains(r.pid);
             if alive && elapsed >= r.grace.min(max_grace) {
-                procs::signal_group(Pid::from_raw(r.pid), Signal::SIGKILL);
+                platform::signal_group(Pid::from_raw(r.pid), Signal::SIGKILL);
                 return false;
             }
             alive
@@ -347,7 +309,7 @@ pub(crate) fn cleanup(token: &str, records: &[Record], max_grace: Duration) -> u
     let strays = if token.is_empty() {
         Vec::new()
     } else {
-        procs::signal_tagged(|tag| tag.starts_with(&prefix), Signal::SIGKILL)
+        platform::signal_tagged(|tag| tag.starts_with(&prefix), Signal::SIGKILL)
     };
     groups + strays.len()
 }
@@ -356,10 +318,10 @@ pub(crate) fn cleanup(token: &str, records: &[Record], max_grace: Duration) -> u
 /// with the recorded start time, or (leader gone) some member is left, which keeps the id from
 /// being reused.
 fn still_ours(r: &Record) -> bool {
-    match procs::stat(r.pid) {
+    match platform::start_time(r.pid) {
         // A leader with another start time is a new process that got the pid, which the kernel
         // only hands out once no group uses the number any more.
-        Some(s) => r.start_time != 0 && s.start_time == r.start_time,
-        None => procs::LiveGroups::read().contains(r.pid),
+        Some(t) => r.start_time != 0 && t == r.start_time,
+        None => platform::LiveGroups::read().contains(r.pid),
     }
 }

@@ -132,9 +132,9 @@ impl Instance {
     /// if its leader is the very process recorded (same start time), so a recycled pid is never
     /// hit.
     pub(crate) fn kill_leftovers(&self) -> usize {
-        // Without /proc a leader's start time cannot be checked, and a pid recorded long ago may
-        // belong to someone else by now.
-        if !cfg!(target_os = "linux") {
+        // Without start times a leader cannot be checked, and a pid recorded long ago may belong
+        // to someone else by now.
+        if !crate::platform::KNOWS_START_TIMES {
             return 0;
         }
         let file = self.dir.path.join(self.state_name());

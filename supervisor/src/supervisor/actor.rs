@@ -18,10 +18,9 @@ use crate::logs::file::Rotation;
 use crate::logs::lines::{self, Stream};
 use crate::logs::pump::Pump;
 use crate::logs::writer::{LogHub, Sink};
+use crate::platform::{self, Exit};
 use crate::process::channel::{self, Channel, ChannelEvent};
 use crate::process::launch::{self, LaunchError};
-use crate::process::procs;
-use crate::process::reap::{self, Exit};
 use crate::process::sentinel::{self, Sentinel};
 use crate::rate_limit::RateLimit;
 use crate::runtime::Instance;
@@ -106,7 +105,10 @@ impl Service {
                 .map(|t| t.saturating_duration_since(now).as_millis() as u64),
             last_exit: self.last_exit.map(|e| e.to_string()),
             error: self.error.clone(),
-            memory: self.proc.as_ref().and_then(|p| procs::rss(p.pid.as_raw())),
+            memory: self
+                .proc
+                .as_ref()
+                .and_then(|p| platform::rss(p.pid.as_raw())),
             log: self.spec.log.clone(),
         }
     }
@@ -273,7 +275,7 @@ impl Actor {
         let start = Instant::now();
         // Anything of this run still carrying its tag (descendants that left their group).
         let prefix = format!("{}-", self.token);
-        procs::kill_tagged(|t| t.starts_with(&prefix), SWEEP_WAIT);
+        platform::kill_tagged(|t| t.starts_with(&prefix), SWEEP_WAIT);
         // Output pipes reach EOF once the last process holding them is gone; a reader still
         // waiting then (its pipe held by a process that escaped every sweep, or its log file
         // stuck) is dropped.
@@ -334,7 +336,7 @@ impl Actor {
             Request::KillAll => {
                 for svc in self.services.values_mut() {
                     if let Some(p) = &mut svc.proc {
-                        procs::signal_group(p.pid, Signal::SIGKILL);
+                        platform::signal_group(p.pid, Signal::SIGKILL);
                         p.killed = Some(format!(
                             "SIGKILL sent to process group {} (forced by a second signal)",
                             p.pid
@@ -392,7 +394,7 @@ impl Actor {
             Err(e) => return self.launch_failed(id, &e),
         };
         let pid = spawned.pid;
-        let start_ticks = procs::stat(pid.as_raw()).map_or(0, |s| s.start_time);
+        let start_ticks = platform::start_time(pid.as_raw()).unwrap_or(0);
         let label: Arc<str> = svc
             .spec
             .name
@@ -818,12 +820,12 @@ impl Actor {
                             ms(seq.requested().elapsed())
                         )
                     };
-                    procs::signal_group(p.pid, Signal::SIGTERM);
+                    platform::signal_group(p.pid, Signal::SIGTERM);
                     let text = format!("SIGTERM sent to process group {} ({why})", p.pid);
                     lifecycle(&label, &svc.sink, &text);
                 }
                 Action::Kill => {
-                    procs::signal_group(p.pid, Signal::SIGKILL);
+                    platform::signal_group(p.pid, Signal::SIGKILL);
                     // Logged at the exit, if the exit shows the SIGKILL ended it: a process that
                     // exited just before (its zombie not reaped yet) was not killed.
                     tracing::debug!(service = %label, pid = p.pid.as_raw(), "SIGKILL sent to the process group");
@@ -987,18 +989,20 @@ impl Actor {
                 .copied()
                 .chain(self.sentinel.as_ref().map(Sentinel::pid))
                 .collect();
-            let Some(pid) = reap::peek_exited(known.into_iter()) else {
+            let Some(pid) = platform::next_exited(&known) else {
                 break;
             };
             if let Some(&id) = self.by_pid.get(&pid) {
                 // The rest of its group goes with it: services run in the foreground.
-                procs::signal_group(pid, Signal::SIGKILL);
-                let Some(exit) = reap::reap(pid) else { break };
+                platform::signal_group(pid, Signal::SIGKILL);
+                let Some(exit) = platform::reap(pid) else {
+                    break;
+                };
                 self.on_exit(id, pid, exit);
             } else if self.sentinel.as_ref().is_some_and(|s| s.pid() == pid) {
-                let _ = reap::reap(pid);
+                let _ = platform::reap(pid);
                 self.restart_sentinel();
-            } else if reap::reap(pid).is_none() {
+            } else if platform::reap(pid).is_none() {
                 break;
             }
         }
@@ -1027,7 +1031,7 @@ impl Actor {
         if tags.is_empty() {
             return;
         }
-        let hit = procs::kill_tagged(|t| tags.contains(t), SWEEP_WAIT);
+        let hit = platform::kill_tagged(|t| tags.contains(t), SWEEP_WAIT);
         if !hit.is_empty() {
             let some = &hit[..hit.len().min(10)];
             tracing::info!(count = hit.len(), pids = ?some, "killed processes that had left their service's process group");

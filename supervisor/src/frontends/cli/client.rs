@@ -6,7 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use crate::control::{Answer, Command, Failure, Message, Reply, Request, RequestId, Row};
-use crate::runtime::{RuntimeDir, check_instance_name, instance_for, peer_uid, runtime_dir};
+use crate::platform::peer_uid;
+use crate::runtime::{RuntimeDir, check_instance_name, instance_for, runtime_dir};
 
 /// Which supervisor to talk to.
 #[derive(Debug, Default, Clone)]

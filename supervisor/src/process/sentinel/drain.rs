@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -178,7 +178,8 @@ pub(crate) fn start(outputs: Vec<Output>, died: Instant) -> Drain {
             .clone();
         let service = services.len();
         for (fd, stream) in [(o.stdout, Stream::Out), (o.stderr, Stream::Err)] {
-            set_nonblocking(&fd);
+            // The supervisor, which shared this open pipe, is dead.
+            crate::platform::set_nonblocking(&fd, true);
             pipes.push(Pipe {
                 fd,
                 stream,
@@ -237,17 +238,6 @@ impl Drain {
 fn wait_until(t: &JoinHandle<()>, end: Instant) {
     while !t.is_finished() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we own. The supervisor, which shared this open
-    // pipe, is dead.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags != -1 {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
     }
 }
 

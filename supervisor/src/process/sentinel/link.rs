@@ -23,14 +23,14 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nix::sys::socket::{self, ControlMessage, MsgFlags};
+use nix::sys::socket;
 
 use super::Record;
 
@@ -307,24 +307,8 @@ const SEND_BUFFER: usize = 2048;
 /// Sends `bytes` without blocking, with `output`'s descriptors attached to the first byte;
 /// returns how many bytes went (`WouldBlock` when none could).
 pub(crate) fn send(fd: RawFd, bytes: &[u8], output: Option<&Output>) -> io::Result<usize> {
-    let iov = [IoSlice::new(bytes)];
-    let fds;
-    let rights;
-    let cmsgs: &[ControlMessage] = match output {
-        Some(o) => {
-            fds = [o.stdout.as_raw_fd(), o.stderr.as_raw_fd()];
-            rights = [ControlMessage::ScmRights(&fds)];
-            &rights
-        }
-        None => &[],
-    };
-    // A sentinel that died must not kill the supervisor with SIGPIPE (a library user may not
-    // ignore it). macOS has no MSG_NOSIGNAL; its binary ignores SIGPIPE, as every Rust binary.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = MsgFlags::MSG_DONTWAIT;
-    Ok(socket::sendmsg::<()>(fd, &iov, cmsgs, flags, None)?)
+    let fds = output.map(|o| [o.stdout.as_raw_fd(), o.stderr.as_raw_fd()]);
+    crate::platform::send_with_fds(fd, bytes, fds)
 }
 
 #[cfg(test)]

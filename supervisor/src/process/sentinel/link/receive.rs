@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,7 +147,7 @@ impl Receiver {
                 }
             }
             let mut chunk = [0u8; 4096];
-            let (n, fds, cut) = recv(self.fd, &mut chunk)?;
+            let (n, fds, cut) = crate::platform::recv_with_fds(self.fd, &mut chunk)?;
             if cut {
                 self.lost_track = true;
                 self.fds.clear();
@@ -161,55 +161,4 @@ impl Receiver {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
-}
-
-/// Receives into `buf`, waiting for data: how many bytes (0 at EOF), the descriptors that came
-/// with them, and whether descriptors were cut off (`MSG_CTRUNC`: no room for them here).
-/// Written against libc rather than nix so that descriptors that did arrive are closed even when
-/// others were cut off.
-fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>, bool)> {
-    // Room for a few messages' descriptors, aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr is a valid empty one; the fields set point to live buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control) as _;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = libc::MSG_CMSG_CLOEXEC;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = 0;
-    let n = loop {
-        // SAFETY: msg points to the buffers above, which outlive the call.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    let mut fds = Vec::new();
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled in, within
-    // msg_controllen; every descriptor in an SCM_RIGHTS message is ours to own.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Ok((n, fds, msg.msg_flags & libc::MSG_CTRUNC != 0))
 }
