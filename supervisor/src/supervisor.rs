@@ -5,9 +5,29 @@
 //! Everything that happens to a child (its exit, its channel messages, a stop deadline, a
 //! restart falling due) arrives in the actor as an event. Signals are sent and exit statuses
 //! reaped only by the actor, so a pid is never signalled after it has been reaped.
+//!
+//! Inside: `actor` holds the state and answers requests; `launching`, `stopping`, `exits` and
+//! `messages` handle what happens to a process; `table` is the process table, each process's
+//! channel and run state an enum of its own; `timers` and `waiters` are the deadlines and the
+//! replies that wait; `notes` is what the supervisor writes about a service. The actor acts on
+//! the world only through `effects::Effects`: `system` implements it (and runs the event loop),
+//! and the tests drive the actor with a stand-in, without processes.
 
 mod actor;
 mod api;
+mod effects;
+mod exits;
+mod launching;
+mod messages;
+mod notes;
+mod stopping;
+mod system;
+mod table;
+mod timers;
+mod waiters;
+
+#[cfg(test)]
+mod tests;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -117,7 +137,8 @@ impl Handle {
         self.ask(Request::Shutdown).await
     }
 
-    /// SIGKILLs every process group now (a second Ctrl-C).
+    /// Shuts down at once: every process group gets SIGKILL now (a second Ctrl-C), and the
+    /// actor ends when they are gone, as after [`shutdown`](Self::shutdown).
     pub async fn kill_all(&self) {
         let _ = self.tx.send(Request::KillAll).await;
     }
@@ -146,7 +167,9 @@ pub fn spawn(opts: Options) -> std::io::Result<(Handle, tokio::task::JoinHandle<
     let sigchld = signal(SignalKind::child())?;
     let (tx, rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
-    let actor = actor::Actor::new(opts, events.clone())?;
-    let join = tokio::spawn(actor.run(rx, sigchld));
+    let (chan_tx, chan_rx) = mpsc::channel(1024);
+    let fx = system::System::new(opts, chan_tx)?;
+    let actor = actor::Actor::new(fx, events.clone());
+    let join = tokio::spawn(system::run(actor, rx, sigchld, chan_rx));
     Ok((Handle { tx, events }, join))
 }

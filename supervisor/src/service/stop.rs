@@ -33,6 +33,15 @@ pub(crate) enum Action {
     Kill,
 }
 
+/// Why SIGKILL was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Killed {
+    /// `killTimeout` (or the `extend`ed deadline) passed, at this time.
+    At(Instant),
+    /// A second signal to the supervisor forced it.
+    Forced,
+}
+
 /// Progress of one stop.
 #[derive(Debug, Clone)]
 pub(crate) struct StopSequence {
@@ -45,7 +54,7 @@ pub(crate) struct StopSequence {
     /// The child answered `term`.
     term_asked: bool,
     termed: bool,
-    killed: bool,
+    killed: Option<Killed>,
 }
 
 impl StopSequence {
@@ -63,11 +72,11 @@ impl StopSequence {
             acked: false,
             term_asked: false,
             termed: false,
-            killed: false,
+            killed: None,
         };
         let mut actions = Vec::new();
         if kill_timeout.is_zero() {
-            seq.killed = true;
+            seq.killed = Some(Killed::At(now));
             actions.push(Action::Kill);
         } else if channel {
             seq.term_at = Some(now + ack_window(kill_timeout));
@@ -89,7 +98,7 @@ impl StopSequence {
     pub(crate) fn extend(&mut self, now: Instant, ms: u64) -> Instant {
         let cap = self.requested + max_stop_time(self.kill_timeout);
         let wanted = now + Duration::from_millis(ms);
-        if !self.killed {
+        if self.killed.is_none() {
             self.kill_at = self.kill_at.max(wanted.min(cap));
         }
         self.kill_at
@@ -97,7 +106,7 @@ impl StopSequence {
 
     /// The child answered `term` (it has no stop handlers): SIGTERM now, unless sent already.
     pub(crate) fn term_requested(&mut self) -> Vec<Action> {
-        if self.termed || self.killed {
+        if self.termed || self.killed.is_some() {
             return Vec::new();
         }
         self.term_asked = true;
@@ -114,7 +123,7 @@ impl StopSequence {
     /// The channel is gone (or `stop` could not be queued): fall back to SIGTERM at once, unless
     /// the child already said `stopping`.
     pub(crate) fn channel_lost(&mut self) -> Vec<Action> {
-        if self.acked || self.termed || self.killed {
+        if self.acked || self.termed || self.killed.is_some() {
             return Vec::new();
         }
         self.termed = true;
@@ -125,11 +134,11 @@ impl StopSequence {
     /// The actions due at `now`.
     pub(crate) fn poll(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if self.killed {
+        if self.killed.is_some() {
             return actions;
         }
         if now >= self.kill_at {
-            self.killed = true;
+            self.killed = Some(Killed::At(now));
             self.term_at = None;
             actions.push(Action::Kill);
             return actions;
@@ -146,10 +155,23 @@ impl StopSequence {
 
     /// When [`poll`](Self::poll) next has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        if self.killed {
+        if self.killed.is_some() {
             return None;
         }
         Some(self.term_at.map_or(self.kill_at, |t| t.min(self.kill_at)))
+    }
+
+    /// SIGKILL now, whatever the sequence was waiting for (a second Ctrl-C). Sent again if it
+    /// was sent already: the second signal asks for it.
+    pub(crate) fn force_kill(&mut self) -> Vec<Action> {
+        self.killed = Some(Killed::Forced);
+        self.term_at = None;
+        vec![Action::Kill]
+    }
+
+    /// Whether SIGKILL was sent, and why.
+    pub(crate) fn killed(&self) -> Option<Killed> {
+        self.killed
     }
 
     /// When the stop was requested.
@@ -233,6 +255,18 @@ mod tests {
             "no second SIGTERM at the ack window"
         );
         assert_eq!(seq.poll(t0 + 200 * MS), vec![Action::Kill]);
+    }
+
+    #[test]
+    fn sigkill_says_why_it_was_sent() {
+        let t0 = Instant::now();
+        let (mut s, _) = StopSequence::start(t0, 200 * MS, false);
+        assert_eq!(s.killed(), None);
+        s.poll(t0 + 250 * MS);
+        assert_eq!(s.killed(), Some(Killed::At(t0 + 250 * MS)));
+        assert_eq!(s.force_kill(), vec![Action::Kill]);
+        assert_eq!(s.killed(), Some(Killed::Forced));
+        assert_eq!(s.next_deadline(), None);
     }
 
     #[test]
