@@ -8,20 +8,31 @@
 //   runs unsupervised. Then `hello` is sent;
 // - pm's messages come on 'internalMessage' (Node's route for objects whose `cmd` starts with
 //   `NODE_`), so the application's 'message' listeners see only the data its controller sends,
-//   exactly as sent; neither that listener nor ours on 'disconnect' keeps the process alive;
-// - SIGTERM and SIGINT listeners are installed, with or without a supervisor.
+//   exactly as sent; neither that listener nor ours on 'disconnect' keeps the process alive.
 // The environment is left as it is: Node removes NODE_CHANNEL_FD itself and marks the channel
 // close-on-exec, and a descendant that inherits PM_CHANNEL_* cannot match the channel's identity.
-// The first of `stop`, 'disconnect' (the supervisor died), SIGTERM or SIGINT starts the stop:
-// `stopping` is sent, the handlers run once each in order, queued channel messages are written,
-// and the process exits with code 0. Everything runs on the event loop.
+//
+// The stop (protocol.md section 9). Until the application registers a stop handler or waits for
+// the stop (stopRequested(), handlersDone()), the SDK changes nothing in how the process stops:
+// no signal listener; pm's `stop` is answered `term` (the supervisor SIGTERMs the process group
+// at once); the supervisor's death makes the SDK SIGTERM its own group, as pm's sentinel does
+// for a plain program. From then on, the first of `stop`, 'disconnect' (the supervisor died),
+// SIGTERM or SIGINT starts the stop: `stopping` is sent, the handlers run once each in order,
+// and the stop goes to the application: to its own SIGTERM listeners (a stop that came as a
+// message is emitted to them, once) and to its stopRequested() waits. If it takes part so, the
+// process ends when the application's work is done; otherwise the SDK exits it with code 0 once
+// the HTTP responses in flight on closed servers have ended and queued channel messages are
+// written. Everything runs on the event loop.
 
 const fs = require('node:fs')
 const protocol = require('./lib/protocol')
 const { runStopHandlers, failureLine, describe } = require('./lib/stop')
+const { termOwnGroup, killRestOfGroup } = require('./lib/group')
+const inflight = require('./lib/inflight')
 const { version: VERSION } = require('./package.json')
 
 const SDK = 'pm-child-node'
+const SIGNALS = ['SIGTERM', 'SIGINT']
 
 let conn = null
 
@@ -66,12 +77,23 @@ function connection() {
     stopHandlers: [],
     messageHandlers: [],
     listening: false,
-    stopBegun: false,
+    // The application registered a stop handler or waits for the stop (stopRequested(),
+    // handlersDone()): the SDK then takes the stop triggers over. Until then it changes nothing
+    // in how the process stops.
+    hooked: false,
+    // Whether the application waits for the stop through stopRequested() or handlersDone().
+    appWaits: false,
+    // null until the stop began; then 'plain' (no stop handlers: it stops as a program without
+    // the SDK) or the trigger: a pm stop reason, 'shutdown' for the supervisor's death,
+    // 'SIGTERM' or 'SIGINT'.
+    stop: null,
     // The supervisor said it closes the channel on request: its EOF is not a stop.
     disconnectNotice: false,
     // process.send calls whose callback has not come yet, and who waits for them to reach 0.
     pending: 0,
     flushWaiters: [],
+    requested: settleable(),
+    done: settleable(),
   }
 
   if (conn.supervised) {
@@ -83,12 +105,36 @@ function connection() {
     } else {
       // The supervisor is already gone (its EOF came before this first call): that is a stop.
       // Deferred, so that handlers registered along with this first call still run.
-      process.nextTick(beginStop)
+      process.nextTick(supervisorGone)
     }
   }
-  process.on('SIGTERM', beginStop)
-  process.on('SIGINT', beginStop)
   return conn
+}
+
+/** A Promise and its resolve function. */
+function settleable() {
+  let resolve
+  const promise = new Promise((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+/**
+ * The application takes part in the stop: from now on SIGTERM and SIGINT start it (the SDK's
+ * listener goes first, so it sees every listener the signal reaches), HTTP requests are tracked
+ * for the SDK's own exit, and a stop that ends a standalone process takes the rest of its
+ * process group along.
+ */
+function hook() {
+  const c = connection()
+  if (c.hooked) return c
+  c.hooked = true
+  // A stop without handlers is under way already: the process stops as a plain program.
+  if (c.stop !== null) return c
+  process.prependListener('SIGTERM', onSignal)
+  process.prependListener('SIGINT', onSignal)
+  process.on('exit', onExit)
+  inflight.track()
+  return c
 }
 
 /** Queues `msg` on the channel; false when there is none, it is closed, or msg is not JSON. */
@@ -129,7 +175,7 @@ function onInternalMessage(value) {
   // Node's own internal messages (handle passing) come here too; only pm's concern the SDK.
   if (value === null || typeof value !== 'object' || value.cmd !== protocol.PM_CMD) return
   const c = protocol.classify(value)
-  if (c.kind === 'stop') beginStop()
+  if (c.kind === 'stop') stopRequestedBy(c.message.reason)
   else if (c.kind === 'disconnect') conn.disconnectNotice = true
   // Unknown types and bad messages are ignored (protocol.md section 3).
 }
@@ -155,19 +201,73 @@ function onDisconnect() {
   // The supervisor closed the channel on its controller's request (it said so first): it is
   // alive and will stop this process with SIGTERM when the time comes.
   if (conn.disconnectNotice) return
-  // EOF on the channel: the supervisor died. Same as `stop` with reason `shutdown`.
-  beginStop()
+  supervisorGone()
 }
 
-function beginStop() {
-  if (conn.stopBegun) return
-  conn.stopBegun = true
+/** EOF on the channel: the supervisor died. The same as `stop` with reason `shutdown`. */
+function supervisorGone() {
+  stopRequestedBy('shutdown')
+}
+
+function onSignal(signal) {
+  // Node calls the application's listeners of this signal right after this one (this one was
+  // put first): if there are any, the application handles the stop itself too.
+  const appListens = process.rawListeners(signal).some((l) => l !== onSignal)
+  stopRequestedBy(signal, appListens)
+}
+
+/**
+ * The first stop trigger: pm's `stop` (its reason), the supervisor's death ('shutdown'), or a
+ * signal ('SIGTERM', 'SIGINT', with whether the application has listeners of its own for it).
+ */
+function stopRequestedBy(why, appListens = false) {
+  if (conn.stop !== null) return
+  if (!conn.hooked) {
+    // No stop handlers: the process stops as it would without the SDK.
+    conn.stop = 'plain'
+    if (conn.supervised && process.connected) write(protocol.term())
+    else termOwnGroup()
+    return
+  }
+  conn.stop = why
+  runStop(why, appListens)
+}
+
+async function runStop(why, appListens) {
   write(protocol.stopping())
+  conn.requested.resolve(why)
   // Handlers registered from now on are not run.
   const handlers = conn.stopHandlers.splice(0)
-  runStopHandlers(handlers, (n, err) => process.stderr.write(failureLine(n, err) + '\n'))
-    .then(flushed)
-    .then(() => process.exit(0))
+  // While handlers run, the process lives even if nothing else holds the event loop (the
+  // application's work ended, a handler waits for an unref'd socket).
+  const alive = setInterval(() => {}, 1 << 30)
+  try {
+    await runStopHandlers(handlers, (n, err) => process.stderr.write(failureLine(n, err) + '\n'))
+  } finally {
+    clearInterval(alive)
+  }
+  conn.done.resolve(why)
+
+  // Hand the stop to the application. A stop that came as a message is what a SIGTERM would
+  // have been without the SDK: the application's SIGTERM listeners get it now, once.
+  let appTakesPart = conn.appWaits || appListens
+  if (!SIGNALS.includes(why) && process.rawListeners('SIGTERM').some((l) => l !== onSignal)) {
+    appTakesPart = true
+    process.emit('SIGTERM', 'SIGTERM')
+  }
+  // The application ends the process itself, when its own shutdown is done.
+  if (appTakesPart) return
+  // Otherwise the SDK ends it, once the responses in flight on closed servers have ended and
+  // queued channel messages are written.
+  await inflight.closedServersDrained()
+  await flushed()
+  process.exit(0)
+}
+
+function onExit() {
+  // Standalone, a stop leaves nothing of the process group behind, as pm does when a service's
+  // main process exits (under pm the supervisor does it, or its sentinel).
+  if (conn.stop !== null && conn.stop !== 'plain' && !conn.supervised) killRestOfGroup()
 }
 
 function checkFunction(fn, what) {
@@ -185,7 +285,7 @@ function checkFunction(fn, what) {
  */
 function onstopping(fn) {
   checkFunction(fn, 'the stop handler')
-  connection().stopHandlers.push(fn)
+  hook().stopHandlers.push(fn)
 }
 
 /**
@@ -243,4 +343,23 @@ function supervised() {
   return connection().supervised
 }
 
-module.exports = { onstopping, onmessage, ready, send, extend, supervised }
+/**
+ * Resolves when a stop begins, with what started it: pm's reason (`'stop'`, `'restart'`,
+ * `'shutdown'`, also for the supervisor's death), `'SIGTERM'` or `'SIGINT'`. The application
+ * then takes part in the stop: the SDK does not exit the process, which ends when the
+ * application's work is done.
+ */
+function stopRequested() {
+  const c = hook()
+  c.appWaits = true
+  return c.requested.promise
+}
+
+/** As stopRequested(), but resolves once every stop handler has run. */
+function handlersDone() {
+  const c = hook()
+  c.appWaits = true
+  return c.done.promise
+}
+
+module.exports = { onstopping, stopRequested, handlersDone, onmessage, ready, send, extend, supervised }
