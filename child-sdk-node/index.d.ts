@@ -21,13 +21,6 @@ export type StopHandler = () => unknown
 export type MessageHandler = (data: JsonValue) => unknown
 
 /**
- * What started a stop: pm's reason (`'stop'`: the service is being stopped, `'restart'`,
- * `'shutdown'`: pm is stopping everything, or the supervisor died), or the signal the process
- * got (`'SIGTERM'`, `'SIGINT'`).
- */
-export type StopReason = 'stop' | 'restart' | 'shutdown' | 'SIGTERM' | 'SIGINT'
-
-/**
  * Registers a stop handler.
  *
  * Handlers run once, in registration order, each awaited, on the first of: the supervisor's
@@ -35,11 +28,14 @@ export type StopReason = 'stop' | 'restart' | 'shutdown' | 'SIGTERM' | 'SIGINT'
  * registered after the stop began are not run. The first call installs the SDK's SIGTERM and
  * SIGINT listeners (placed before any others).
  *
- * Then the stop goes to the application: its own `process.on('SIGTERM')` listeners (called once
- * after the handlers when the stop came from pm, since no SIGTERM is sent then) and its
- * {@link stopRequested} / {@link handlersDone} waits. If it takes part so, the process ends when
- * the application's work is done. Otherwise the SDK exits with code 0, once the HTTP responses
- * in flight on servers that were closed have ended and queued channel messages are written.
+ * Then the stop goes to the application, which ends the process itself: to its
+ * {@link stopRequested} / {@link handlersDone} wait if it has one, else to its own
+ * `process.on('SIGTERM')` listeners (a real signal reaches them along with the SDK's; a stop
+ * from pm is emitted to them once the handlers are done, or to its SIGINT listeners if it has
+ * only those). Otherwise the SDK exits with code 0, once the HTTP responses in flight on servers
+ * that were closed have ended and queued channel messages are written. During the stop, HTTP
+ * responses not started yet get `Connection: close`, so a server's `close()` ends with its
+ * requests in flight, not with its idle keep-alive clients.
  *
  * Under a supervisor the handlers have the service's `killTimeout` before SIGKILL (ask for
  * more with {@link extend}); after the supervisor's death, at most 800 ms.
@@ -52,21 +48,22 @@ export type StopReason = 'stop' | 'restart' | 'shutdown' | 'SIGTERM' | 'SIGINT'
 export function onstopping(handler: StopHandler): void
 
 /**
- * Resolves when a stop begins (before the stop handlers run), with what started it. Calling it
- * makes the application take part in the stop: the SDK installs its SIGTERM and SIGINT
- * listeners as {@link onstopping} does, answers pm's `stop` with `stopping`, and never exits the
- * process itself: the process ends when the application's work is done (its servers closed, its
- * timers cleared), or with its own `process.exit()`. Call it before the stop comes.
+ * Resolves when a stop begins (before the stop handlers run). Calling it makes the application
+ * take part in the stop: the SDK installs its SIGTERM and SIGINT listeners as
+ * {@link onstopping} does, answers pm's `stop` with `stopping`, and never exits the process
+ * itself: the process ends when the application's work is done (its servers closed, its timers
+ * cleared), or with its own `process.exit()`. A stop from pm then goes to this wait, not to
+ * the application's SIGTERM listeners. Call it before the stop comes.
  *
  * @example
  * await pm.stopRequested()
  * await new Promise((resolve) => server.close(resolve))
  * await db.end() // then nothing holds the event loop: the process exits with code 0
  */
-export function stopRequested(): Promise<StopReason>
+export function stopRequested(): Promise<void>
 
 /** As {@link stopRequested}, but resolves once every stop handler has run. */
-export function handlersDone(): Promise<StopReason>
+export function handlersDone(): Promise<void>
 
 /**
  * Registers a handler for every value the controlling process sends through the supervisor.

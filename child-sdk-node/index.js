@@ -18,21 +18,28 @@
 // at once); the supervisor's death makes the SDK SIGTERM its own group, as pm's sentinel does
 // for a plain program. From then on, the first of `stop`, 'disconnect' (the supervisor died),
 // SIGTERM or SIGINT starts the stop: `stopping` is sent, the handlers run once each in order,
-// and the stop goes to the application: to its own SIGTERM listeners (a stop that came as a
-// message is emitted to them, once) and to its stopRequested() waits. If it takes part so, the
-// process ends when the application's work is done; otherwise the SDK exits it with code 0 once
-// the HTTP responses in flight on closed servers have ended and queued channel messages are
-// written. Everything runs on the event loop.
+// and the stop goes to the application: to its stopRequested()/handlersDone() wait, else to its
+// own signal listeners (a stop that came as a message is emitted to them once). If it takes
+// part so, the process ends when the application's work is done; otherwise the SDK exits it
+// with code 0 once the HTTP responses in flight on closed servers have ended and queued channel
+// messages are written. Standalone, a stop ends with SIGTERM to the process group the process
+// leads. Everything runs on the event loop.
 
 const fs = require('node:fs')
 const protocol = require('./lib/protocol')
 const { runStopHandlers, failureLine, describe } = require('./lib/stop')
-const { termOwnGroup, killRestOfGroup } = require('./lib/group')
+const { termOwnGroup, termGroupAtExit } = require('./lib/group')
 const inflight = require('./lib/inflight')
 const { version: VERSION } = require('./package.json')
 
 const SDK = 'pm-child-node'
 const SIGNALS = ['SIGTERM', 'SIGINT']
+// How long running handlers keep the process alive by themselves when its own work has ended
+// (protocol.md section 9, the reverse race): the stop's deadline. After the supervisor's death
+// the sentinel allows 800 ms; after a signal there is no deadline but this cap. Under pm the
+// stop's `timeout_ms`, moved by extend().
+const EOF_DEADLINE_MS = 800
+const SIGNAL_DEADLINE_MS = 30_000
 
 let conn = null
 
@@ -94,6 +101,10 @@ function connection() {
     flushWaiters: [],
     requested: settleable(),
     done: settleable(),
+    // The timer that keeps the process alive while the handlers run: null before the stop,
+    // undefined once the handlers are done or the deadline passed.
+    keepAlive: null,
+    keepAliveUntil: 0,
   }
 
   if (conn.supervised) {
@@ -175,7 +186,7 @@ function onInternalMessage(value) {
   // Node's own internal messages (handle passing) come here too; only pm's concern the SDK.
   if (value === null || typeof value !== 'object' || value.cmd !== protocol.PM_CMD) return
   const c = protocol.classify(value)
-  if (c.kind === 'stop') stopRequestedBy(c.message.reason)
+  if (c.kind === 'stop') stopRequestedBy(c.message.reason, false, c.message.timeout_ms)
   else if (c.kind === 'disconnect') conn.disconnectNotice = true
   // Unknown types and bad messages are ignored (protocol.md section 3).
 }
@@ -206,21 +217,27 @@ function onDisconnect() {
 
 /** EOF on the channel: the supervisor died. The same as `stop` with reason `shutdown`. */
 function supervisorGone() {
-  stopRequestedBy('shutdown')
+  stopRequestedBy('shutdown', false, EOF_DEADLINE_MS)
 }
 
 function onSignal(signal) {
   // Node calls the application's listeners of this signal right after this one (this one was
-  // put first): if there are any, the application handles the stop itself too.
-  const appListens = process.rawListeners(signal).some((l) => l !== onSignal)
-  stopRequestedBy(signal, appListens)
+  // put first, so none has run or been removed yet): if there are any, the application handles
+  // the stop itself too.
+  stopRequestedBy(signal, appListeners(signal), SIGNAL_DEADLINE_MS)
+}
+
+/** Whether the process has listeners of `signal` besides the SDK's. */
+function appListeners(signal) {
+  return process.rawListeners(signal).some((l) => l !== onSignal)
 }
 
 /**
  * The first stop trigger: pm's `stop` (its reason), the supervisor's death ('shutdown'), or a
  * signal ('SIGTERM', 'SIGINT', with whether the application has listeners of its own for it).
+ * `deadlineMs`: how long the stop may take before the process is killed (or the cap).
  */
-function stopRequestedBy(why, appListens = false) {
+function stopRequestedBy(why, appListens, deadlineMs) {
   if (conn.stop !== null) return
   if (!conn.hooked) {
     // No stop handlers: the process stops as it would without the SDK.
@@ -230,44 +247,63 @@ function stopRequestedBy(why, appListens = false) {
     return
   }
   conn.stop = why
+  keepAliveFor(deadlineMs)
   runStop(why, appListens)
+}
+
+/**
+ * Keeps the event loop alive for `ms` from now (moved by extend()), until the handlers are done:
+ * if the application's own work ends while they run, they are not cut short.
+ */
+function keepAliveFor(ms) {
+  if (conn.keepAlive === undefined) return
+  const until = Date.now() + ms
+  if (conn.keepAlive !== null) {
+    // extend() only ever moves the deadline later.
+    if (until <= conn.keepAliveUntil) return
+    clearTimeout(conn.keepAlive)
+  }
+  conn.keepAliveUntil = until
+  conn.keepAlive = setTimeout(() => { conn.keepAlive = undefined }, ms)
 }
 
 async function runStop(why, appListens) {
   write(protocol.stopping())
-  conn.requested.resolve(why)
+  inflight.stop()
+  conn.requested.resolve()
   // Handlers registered from now on are not run.
   const handlers = conn.stopHandlers.splice(0)
-  // While handlers run, the process lives even if nothing else holds the event loop (the
-  // application's work ended, a handler waits for an unref'd socket).
-  const alive = setInterval(() => {}, 1 << 30)
-  try {
-    await runStopHandlers(handlers, (n, err) => process.stderr.write(failureLine(n, err) + '\n'))
-  } finally {
-    clearInterval(alive)
-  }
-  conn.done.resolve(why)
+  await runStopHandlers(handlers, (n, err) => process.stderr.write(failureLine(n, err) + '\n'))
+  if (conn.keepAlive) clearTimeout(conn.keepAlive)
+  conn.keepAlive = undefined
+  conn.done.resolve()
 
-  // Hand the stop to the application. A stop that came as a message is what a SIGTERM would
-  // have been without the SDK: the application's SIGTERM listeners get it now, once.
-  let appTakesPart = conn.appWaits || appListens
-  if (!SIGNALS.includes(why) && process.rawListeners('SIGTERM').some((l) => l !== onSignal)) {
-    appTakesPart = true
-    process.emit('SIGTERM', 'SIGTERM')
+  // Hand the stop to the application (protocol.md section 9): to its wait, else to its own
+  // signal listeners, else the SDK ends the process.
+  if (conn.appWaits) return
+  if (SIGNALS.includes(why)) {
+    // The signal reached the application's listeners along with the SDK's.
+    if (appListens) return
+  } else {
+    // A stop that came as a message is what a signal would have been without the SDK: the
+    // application's SIGTERM listeners get it now, once (else its SIGINT ones).
+    const signal = ['SIGTERM', 'SIGINT'].find(appListeners)
+    if (signal) {
+      process.emit(signal, signal)
+      return
+    }
   }
-  // The application ends the process itself, when its own shutdown is done.
-  if (appTakesPart) return
-  // Otherwise the SDK ends it, once the responses in flight on closed servers have ended and
-  // queued channel messages are written.
+  // Nobody else ends the process: the SDK does, once the responses in flight on closed
+  // servers have ended and queued channel messages are written.
   await inflight.closedServersDrained()
   await flushed()
   process.exit(0)
 }
 
 function onExit() {
-  // Standalone, a stop leaves nothing of the process group behind, as pm does when a service's
-  // main process exits (under pm the supervisor does it, or its sentinel).
-  if (conn.stop !== null && conn.stop !== 'plain' && !conn.supervised) killRestOfGroup()
+  // Standalone, the processes the service started and left in its group end with it, as under
+  // pm (where the supervisor, or its sentinel, takes care of the group).
+  if (conn.stop !== null && conn.stop !== 'plain' && !conn.supervised) termGroupAtExit()
 }
 
 function checkFunction(fn, what) {
@@ -281,7 +317,9 @@ function checkFunction(fn, what) {
 /**
  * Registers a stop handler. Handlers run once, in registration order, each awaited when it
  * returns a Promise, on the first of: the supervisor's `stop`, the supervisor's death (the
- * channel's 'disconnect'), SIGTERM, SIGINT. Then the process exits with code 0.
+ * channel's 'disconnect'), SIGTERM, SIGINT. Then the application ends the process if it takes
+ * part in the stop (its own SIGTERM listeners, stopRequested(), handlersDone()); otherwise the
+ * SDK exits with code 0.
  */
 function onstopping(fn) {
   checkFunction(fn, 'the stop handler')
@@ -336,6 +374,8 @@ function extend(ms) {
   connection()
   // The wire wants an integer; rounding up never asks for less than requested.
   write(protocol.extend(Math.ceil(ms)))
+  // The handlers may keep the process alive that much longer too.
+  if (conn.stop !== null && conn.keepAlive) keepAliveFor(Math.ceil(ms))
 }
 
 /** Whether the process runs under a pm supervisor (a channel was found on first use). */
@@ -344,10 +384,8 @@ function supervised() {
 }
 
 /**
- * Resolves when a stop begins, with what started it: pm's reason (`'stop'`, `'restart'`,
- * `'shutdown'`, also for the supervisor's death), `'SIGTERM'` or `'SIGINT'`. The application
- * then takes part in the stop: the SDK does not exit the process, which ends when the
- * application's work is done.
+ * Resolves when a stop begins. The application then takes part in the stop: the SDK does not
+ * exit the process, which ends when the application's work is done.
  */
 function stopRequested() {
   const c = hook()

@@ -66,3 +66,25 @@ test('a response cut off by its client no longer counts', { timeout: 20_000 }, a
   req.destroy()
   await inflight.closedServersDrained()
 })
+
+// Last: the module's stop cannot be undone in this process.
+test('once the stop began, responses in flight and new ones close their connection, so server.close() ends without waiting for keep-alive clients', { timeout: 20_000 }, async (t) => {
+  inflight.track()
+  const srv = await server()
+  t.after(() => {
+    srv.release()
+    srv.s.close()
+    srv.s.closeAllConnections()
+  })
+  const before = httpGet(srv.port, '/before')
+  await until('the request to arrive', () => srv.held.length === 1)
+  inflight.stop()
+  const during = httpGet(srv.port, '/during')
+  await until('the second request to arrive', () => srv.held.length === 2)
+  const closed = new Promise((resolve) => srv.s.close(resolve))
+  srv.release()
+  const [a, b] = await Promise.all([before, during])
+  assert.deepStrictEqual([a.status, a.connection, b.status, b.connection], [200, 'close', 200, 'close'])
+  // keepAliveTimeout is 60 s here: the close came from the responses' own connections ending.
+  await closed
+})

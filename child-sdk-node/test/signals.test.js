@@ -55,6 +55,15 @@ for (const mode of ['app-first', 'app-after', 'app-once']) {
   })
 }
 
+test('under pm, the stop of an application that handles only SIGINT (Ctrl-C) goes to its SIGINT listener', async (t) => {
+  const dir = new TestDir(t)
+  const sup = dir.run(dir.config([{ name: 'c', script: CHILD, args: ['app-sigint'], killTimeout: 5000 }]))
+  await sup.waitStdout('c pm  | ready')
+  sup.signal('SIGTERM')
+  assert.deepStrictEqual(await sup.wait(), { code: 0, signal: null }, sup.stdout())
+  assert.deepStrictEqual(steps(dir), ['handler-start', 'handler-end', 'app-sigint', 'app-drained', 'exit'])
+})
+
 test('standalone, a second SIGTERM during the application\'s shutdown reaches its listener again and does not restart the stop', async (t) => {
   const dir = new TestDir(t)
   const child = dir.spawn('child', process.execPath, [CHILD, 'app-first'])

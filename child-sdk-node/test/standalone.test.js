@@ -36,10 +36,10 @@ test('a second signal during the stop does not run the handlers again', async (t
 })
 
 // Standalone = supervised for the service's own processes: under pm, what is left of the
-// service's process group is SIGKILLed when its main process exits; standalone, the SDK does the
-// same when a stop ends the process and the process leads its group (as under systemd, Docker,
-// or a shell's job control).
-test('without a supervisor, a stop leaves none of the process group\'s other processes behind', async (t) => {
+// service's process group is SIGKILLed when its main process exits; standalone, the SDK sends
+// SIGTERM to its group as a stop ends the process, if the process leads its group (as under
+// systemd, Docker, or a shell's job control).
+test('without a supervisor, the processes the service started in its group end with it after a stop', async (t) => {
   const dir = new TestDir(t)
   const child = dir.spawn('child', process.execPath, [CHILD, 'children'])
   const sub = await dir.waitEvent('alone', 'sub')

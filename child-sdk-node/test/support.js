@@ -310,7 +310,8 @@ async function packApp(src, resources, unpack) {
 
 /**
  * GET http://127.0.0.1:<port><path> with Node's default agent (keep-alive, as browsers do).
- * Resolves with { status, body, ms, end } once the response has ended (`end`: its Date.now());
+ * Resolves with { status, body, ms, end, connection } once the response has ended (`end`: its
+ * Date.now(); `connection`: its Connection header);
  * rejects when the connection fails or is reset before that.
  */
 function httpGet(port, urlPath) {
@@ -321,7 +322,7 @@ function httpGet(port, urlPath) {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (d) => { body += d })
-      res.on('end', () => resolve({ status: res.statusCode, body, ms: Date.now() - start, end: Date.now() }))
+      res.on('end', () => resolve({ status: res.statusCode, body, ms: Date.now() - start, end: Date.now(), connection: res.headers.connection }))
       res.on('error', reject)
     })
     req.on('error', reject)

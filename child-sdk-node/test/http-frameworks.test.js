@@ -1,8 +1,10 @@
 'use strict'
-// Real express services (the version pinned in package.json) with a request in flight during
-// the stop, under the real supervisor and standalone (SIGTERM, as systemd and Docker send it):
+// Real express and fastify services (the versions pinned in package.json) with a request in
+// flight during the stop, under the real supervisor and standalone (SIGTERM, as systemd and
+// Docker send it):
 // - express-handler.js: a stop handler that closes the server and returns at once;
-// - express-sigterm.js: no stop handler, SIGTERM handling of its own; pm-child only says ready.
+// - express-sigterm.js: no stop handler, SIGTERM handling of its own; pm-child only says ready;
+// - fastify-handler.js: a stop handler that returns fastify's close(), awaited.
 // The request must complete with 200 and the process exit 0, with no SIGKILL. The fixtures' README
 // parts are the patterns README.md and child-sdk-node/README.md show.
 
@@ -58,6 +60,18 @@ for (const how of ['pm', 'standalone']) {
     }
     // The exit came right after the response, not at the end of the keep-alive connection the
     // client still holds (Node's keepAliveTimeout is 5 s).
+    const exit = dir.events().find((e) => e.event === 'exit')
+    assert.ok(exit.t - response.end < 2500, `exit ${exit.t - response.end} ms after the response ended`)
+    t.diagnostic(`${how}: stop request to exit ${ms} ms (the request had up to 1000 ms left)`)
+  })
+
+  test(`fastify, stop handler that returns app.close(), ${how}: the request in flight completes with 200, exit 0`, async (t) => {
+    const { proc, ms, dir, response } = await stopWithRequestInFlight(t, 'fastify-handler.js', how)
+    if (how === 'pm') assert.ok(!proc.stdout().includes('SIGTERM sent'), proc.stdout())
+    // fastify's close() waits for every connection; the client's keep-alive one was closed
+    // after the response, so the exit came right after it, not after fastify's 72 s
+    // keepAliveTimeout (the test's killTimeout is 10 s).
+    assert.equal(response.connection, 'close')
     const exit = dir.events().find((e) => e.event === 'exit')
     assert.ok(exit.t - response.end < 2500, `exit ${exit.t - response.end} ms after the response ended`)
     t.diagnostic(`${how}: stop request to exit ${ms} ms (the request had up to 1000 ms left)`)
