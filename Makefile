@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist test-old-glibc fuzz lint fmt clean bench bench-stop bench-logs bench-sdk
+.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist test-old-glibc fuzz fuzz-check lint fmt clean bench bench-stop bench-logs bench-sdk
 
 all: build
 
@@ -19,8 +19,9 @@ sdk-python:
 	test -x child-sdk-python/.venv/bin/python || python3 -m venv child-sdk-python/.venv
 	child-sdk-python/.venv/bin/python -m pip install --quiet --disable-pip-version-check ./child-sdk-python
 
-# Everything the tests need, then every test suite of the workspace, then the shipped artefacts.
-test: test-rust test-node test-python test-dist
+# Everything the tests need, then every test suite of the workspace (and the fuzz targets must
+# still compile), then the shipped artefacts.
+test: test-rust fuzz-check test-node test-python test-dist
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
@@ -85,9 +86,15 @@ bench:
 	cd child-sdk-node && npm ci --no-audit --no-fund
 	python3 bench/compare.py
 
-# Fuzz the channel codec, the log line splitter and the config parser (cargo install cargo-fuzz;
-# RUSTC_BOOTSTRAP lets its nightly flags run on the stable toolchain). FUZZ_SECONDS per target.
+# Fuzz the channel codec, the log line splitter, the config parser, the control request stream
+# and the state file (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets its nightly flags run on the
+# stable toolchain). FUZZ_SECONDS per target; one target alone: make fuzz FUZZ_TARGETS=state_file.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= line_codec log_lines config_parser control_requests state_file
 fuzz:
-	cd fuzz && for t in line_codec log_lines config_parser; do \
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+# The fuzz targets compile (without cargo-fuzz): part of `make test`.
+fuzz-check:
+	cd fuzz && $(CARGO) check --bins --quiet

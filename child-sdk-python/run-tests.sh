@@ -19,9 +19,9 @@ if [ ! -x "$py" ] || ! "$py" -c '' 2>/dev/null; then
     "${PYTHON:-python3}" -m venv "$venv"
 fi
 
-if ! "$py" -c 'import pytest, mypy' 2>/dev/null; then
-    "$py" -m pip install --quiet --disable-pip-version-check "pytest>=8,<10" "mypy>=1.10,<3"
-fi
+# Test tools, and the real programs the tests run services with (pinned; a no-op once there).
+"$py" -m pip install --quiet --disable-pip-version-check "pytest>=8,<10" "mypy>=1.10,<3" \
+    -r "$here/tests/requirements.txt"
 
 # Always reinstalled, so the tests see the current source (cargo rebuilds only what changed).
 (cd "$root" && "$py" -m pip install --quiet --disable-pip-version-check ./child-sdk-python)

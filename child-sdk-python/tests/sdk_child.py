@@ -63,11 +63,13 @@ atexit.register(lambda: event("atexit"))
 mode = sys.argv[1]
 
 if mode == "sync":
+    # README: script
     @pm_child.on_stopping
     def handler():
         event("handler", thread=thread_name())
 
     pm_child.ready()
+    # README: end
     started(sent=pm_child.send({"hello": "supervisor"}))
     run_forever()
 
@@ -87,6 +89,7 @@ elif mode == "two":
 elif mode == "async":
     APP = {}
 
+    # README: asyncio
     # Registered before any loop runs: only the loop running when the stop begins can be used.
     @pm_child.on_stopping
     async def handler():
@@ -117,6 +120,7 @@ elif mode == "async":
         asyncio.run(main())
     finally:
         event("after-run")
+    # README: end
 
 elif mode == "async-elsewhere":
     # No loop runs in the main thread: the handler runs on the loop that was running where it
@@ -193,8 +197,11 @@ elif mode == "worker-first":
     t.start()
     t.join()
     started()
-    # Short sleeps: SystemExit raised in this thread lands between them.
+    # Short sleeps: the SDK's request to install its signal hooks runs between them.
     try:
+        while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            time.sleep(0.02)
+        event("hooks")
         while True:
             time.sleep(0.02)
     finally:
@@ -226,6 +233,56 @@ elif mode == "channel":
     pm_child.ready()
     pm_child.send(json.loads(sys.argv[2]))
     started(grandchild=grandchild())
+    run_forever()
+
+elif mode == "app-handler":
+    # The app's own SIGTERM handler, installed before or after (argv[2]) the SDK's.
+    done = threading.Event()
+
+    def app_handler(signum, frame):
+        event("app-handler", signum=signum)
+        done.set()
+
+    def stop_handler():
+        event("handler")
+
+    if sys.argv[2] == "before":
+        signal.signal(signal.SIGTERM, app_handler)
+        pm_child.on_stopping(stop_handler)
+    else:
+        pm_child.on_stopping(stop_handler)
+        signal.signal(signal.SIGTERM, app_handler)
+    pm_child.ready()
+    started()
+    while not done.wait(0.05):
+        pass
+    event("main-done")
+
+elif mode == "no-handlers":
+    # The SDK only for `ready`; the app's own SIGTERM handling.
+    done = threading.Event()
+
+    def app_handler(signum, frame):
+        event("app-handler", signum=signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, app_handler)
+    pm_child.ready()
+    started()
+    while not done.wait(0.05):
+        pass
+    event("main-done")
+
+elif mode == "printer":
+    # Last words: a handler that prints 100 lines.
+    @pm_child.on_stopping
+    def printer():
+        for i in range(100):
+            print(f"last words {i}")
+        print("to stderr too", file=sys.stderr)
+        event("handler-done")
+
+    started()
     run_forever()
 
 else:

@@ -93,23 +93,32 @@ def test_a_process_forked_by_the_service_does_not_run_its_handlers(h: Harness) -
     assert [e["pid"] for e in h.events("handler")] == [child.pid]
 
 
-def test_first_use_off_the_main_thread_still_exits_through_the_main_thread(h: Harness) -> None:
-    """No signal handler can be installed, so the exit raises SystemExit in the main thread
-    directly; a stop trigger must come from the channel."""
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        child = h.start(child_argv("worker-first"), **as_service(h, theirs))
-        theirs.close()
-        channel = Channel(ours)
-        assert channel.read()["type"] == "hello"
-        h.wait_event("started")
-        channel.write(pm("stop", reason="stop", timeout_ms=5000))
-        assert channel.read() == pm("stopping")
-        assert child.wait(10) == 0
-    assert [e["event"] for e in h.events()] == ["started", "handler", "finally", "atexit"]
-    assert child.err is not None
-    child.err.closed()
-    assert "pm-child: first used off the main thread" in child.err.text()
+def test_a_handler_registered_off_the_main_thread_gets_the_signal_hooks_from_it(
+        h: Harness) -> None:
+    """Python installs signal handlers only in the main thread: the SDK asks the main thread to
+    install them at its next bytecode; a stop then exits through the main thread."""
+    for trigger in ("stop", "signal"):
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            child = h.start(child_argv("worker-first"), **as_service(h, theirs))
+            theirs.close()
+            channel = Channel(ours)
+            assert channel.read()["type"] == "hello"
+            started = h.wait_event("started")
+            if trigger == "stop":
+                channel.write(pm("stop", reason="stop", timeout_ms=5000))
+                assert channel.read() == pm("stopping")
+            else:
+                # SIGTERM reaches the handlers once the main thread installed the hooks.
+                poll(lambda: h.events("hooks") or None, 10, "the signal hooks")
+                child.signal(signal.SIGTERM)
+            assert child.wait(10) == 0
+        assert [e["event"] for e in h.events() if e["pid"] == started["pid"]] == [
+            "started", "hooks", "handler", "finally", "atexit"]
+        assert child.err is not None
+        child.err.closed()
+        assert child.err.text() == ""
+        h.events_file.unlink()
 
 
 def child_argv(mode: str, *args: str) -> list[str]:
@@ -194,11 +203,14 @@ def test_the_channel_speaks_the_protocol(h: Harness) -> None:
             channel.write(data)
             assert channel.read() == {"echo": data}
 
+        # No stop handlers: the SDK asks for SIGTERM, which finds Python's default action, as
+        # for a program without the SDK.
         channel.write(pm("stop", reason="stop", timeout_ms=5000))
-        assert channel.read() == pm("stopping")
-        assert child.wait(10) == 0
-        assert channel.reader.readline() == b"", "nothing after stopping"
-    assert [e["event"] for e in h.events()] == ["started", "finally", "atexit"]
+        assert channel.read() == pm("term")
+        child.signal(signal.SIGTERM)
+        assert child.wait(10) == -signal.SIGTERM
+        assert channel.reader.readline() == b"", "nothing after term"
+    assert [e["event"] for e in h.events()] == ["started"]
 
 
 def test_eof_on_the_channel_is_a_stop(h: Harness) -> None:

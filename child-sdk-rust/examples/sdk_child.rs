@@ -72,6 +72,16 @@ fn main() {
             }
         });
     }
+    if mode == "printer" {
+        // Last words: a handler that prints 100 lines (the supervisor may be dead).
+        pm_child::on_stopping(|| {
+            for i in 0..100 {
+                println!("last words {i}");
+            }
+            eprintln!("to stderr too");
+            event("printer-done", serde_json::json!({}));
+        });
+    }
     #[cfg(feature = "tokio")]
     if mode == "async" {
         // With the `tokio` feature: an async handler, on a runtime of its own (none is current).

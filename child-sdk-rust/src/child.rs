@@ -6,14 +6,18 @@ use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::output::{quiet_broken_output, term_own_group};
 use crate::protocol::{
     self, Decoded, ENV_CHANNEL_FD, ENV_CHANNEL_ID, Frame, FromChild, LineDecoder, Outgoing,
     PROTOCOL_VERSION, ToChild,
 };
+use crate::signals;
+use crate::stop::{Phase, STOP, StopFuture, Trigger};
 
 /// Writes a line to stderr, ignoring failure: `eprintln!` panics when stderr is broken (the
 /// supervisor died), and a panic on the stop thread would keep the process from exiting.
@@ -27,14 +31,19 @@ macro_rules! report {
 /// A stop handler as the SDK runs it: `Err` carries a failure to report.
 pub type StopHandler = Box<dyn FnOnce() -> Result<(), String> + Send>;
 type MessageHandler = Arc<dyn Fn(&Value) + Send + Sync>;
+/// What happens once the handlers are done (see [`Options::finish`]).
+pub type Finish = Box<dyn Fn(Trigger) + Send + Sync>;
 
 /// How the SDK connects. [`Options::default`] is what the plain functions of this crate use;
 /// other language bindings built on this crate change it through [`init`].
 pub struct Options {
-    /// Run the stop handlers on SIGTERM and SIGINT (installed on first use).
+    /// Watch SIGTERM and SIGINT with the SDK's own handler (installed when the app first takes
+    /// part in the stop). Bindings that handle signals in their language set this to false and
+    /// call [`trigger_stop`].
     pub signals: bool,
-    /// Called once the handlers have run. Default: `std::process::exit(0)`.
-    pub exit: Box<dyn Fn() + Send + Sync>,
+    /// Called on the thread `pm-child-stop` once the handlers are done. Default: hand the stop
+    /// to the app ([`finish_default`]).
+    pub finish: Finish,
     /// SDK name sent in `hello`.
     pub sdk: String,
     /// SDK version sent in `hello`.
@@ -45,10 +54,38 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             signals: true,
-            exit: Box::new(|| std::process::exit(0)),
+            finish: Box::new(finish_default),
             sdk: "pm-child-rust".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         }
+    }
+}
+
+/// The Rust SDK's end of a stop: if the app waits for it through the SDK, it has it now; else
+/// if the app has a SIGTERM (or SIGINT) handler of its own, that handler gets the signal once;
+/// else the process exits with code 0.
+pub fn finish_default(trigger: Trigger) {
+    if STOP.app_waits() {
+        signals::hand_off();
+        return;
+    }
+    let sig = trigger.signal();
+    let theirs = [sig, libc::SIGTERM, libc::SIGINT]
+        .into_iter()
+        .find(|&s| signals::app_handles(s));
+    signals::hand_off();
+    match theirs {
+        Some(s) => signals::deliver(s),
+        None => exit_now(),
+    }
+}
+
+/// Ends the process with code 0 after a stop, unless it is exiting already (its `main`
+/// returned while the handlers ran): `exit` runs the `atexit` hook, which does the rest.
+pub fn exit_now() {
+    if !STOP.is_exiting() {
+        let _ = std::io::stdout().flush();
+        std::process::exit(0);
     }
 }
 
@@ -56,10 +93,11 @@ struct Child {
     writer: Option<Mutex<UnixStream>>,
     reader: Mutex<Option<UnixStream>>,
     signals: bool,
-    exit: Box<dyn Fn() + Send + Sync>,
+    finish: Finish,
     stop_handlers: Mutex<Vec<StopHandler>>,
     message_handlers: Mutex<Vec<MessageHandler>>,
-    stop_begun: AtomicBool,
+    /// The app registered a stop handler or waits for the stop: the SDK's stop is on.
+    takes_part: AtomicBool,
     /// The supervisor said it is closing the channel on its controller's request: the EOF that
     /// follows is not its death.
     disconnected: AtomicBool,
@@ -67,10 +105,15 @@ struct Child {
 
 static CHILD: OnceLock<Child> = OnceLock::new();
 static THREADS: Once = Once::new();
+static HOOKS: Once = Once::new();
 
 fn child() -> &'static Child {
     init(Options::default());
-    CHILD.get().expect("initialized by init")
+    let c = CHILD.get().expect("initialized by init");
+    if c.signals {
+        signals::keep_on_top();
+    }
+    c
 }
 
 /// Connects with explicit options. Only the first call (of this or any other function of the
@@ -82,7 +125,7 @@ pub fn init(options: Options) -> bool {
         Child::connect(options)
     });
     // Threads start after the OnceLock is set, so that they can use it.
-    THREADS.call_once(|| CHILD.get().expect("just set").start_threads());
+    THREADS.call_once(|| CHILD.get().expect("just set").start_reader());
     fresh
 }
 
@@ -105,10 +148,10 @@ impl Child {
             writer,
             reader: Mutex::new(reader),
             signals: options.signals,
-            exit: options.exit,
+            finish: options.finish,
             stop_handlers: Mutex::new(Vec::new()),
             message_handlers: Mutex::new(Vec::new()),
-            stop_begun: AtomicBool::new(false),
+            takes_part: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
         };
         child.write(&FromChild::Hello {
@@ -119,18 +162,27 @@ impl Child {
         child
     }
 
-    fn start_threads(&'static self) {
+    fn start_reader(&'static self) {
         if let Some(reader) = lock(&self.reader).take() {
-            let spawned = std::thread::Builder::new()
-                .name("pm-child".into())
-                .spawn(move || self.read_loop(reader));
+            let spawned = spawn_thread("pm-child", move || self.read_loop(reader));
             if let Err(e) = spawned {
                 report!("pm-child: cannot start the channel reader: {e}");
             }
         }
-        if self.signals {
-            self.watch_signals();
-        }
+    }
+
+    /// The app registered a stop handler or waits for the stop: from now on the SDK answers
+    /// `stop` with `stopping`, watches the signals (Rust) and holds the process's exit until
+    /// the handlers are done.
+    fn take_part(&'static self) {
+        self.takes_part.store(true, Ordering::SeqCst);
+        HOOKS.call_once(|| {
+            // SAFETY: registers a plain function to run at exit.
+            unsafe { libc::atexit(at_exit) };
+            if self.signals {
+                self.watch_signals();
+            }
+        });
     }
 
     fn read_loop(&'static self, mut reader: UnixStream) {
@@ -151,12 +203,15 @@ impl Child {
             });
             for d in decoded {
                 match d {
-                    Ok(Decoded::Message(ToChild::Stop { .. })) => self.begin_stop(),
+                    Ok(Decoded::Message(ToChild::Stop { timeout_ms, .. })) => {
+                        self.begin_stop(Trigger::Stop, Some(Duration::from_millis(timeout_ms)));
+                    }
                     Ok(Decoded::Message(ToChild::Disconnect)) => {
                         self.disconnected.store(true, Ordering::SeqCst);
                     }
                     Ok(Decoded::Message(ToChild::Data(data))) => {
                         let handlers: Vec<MessageHandler> = lock(&self.message_handlers).clone();
+                        let _unblocked = Unblocked::new();
                         for h in handlers {
                             if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&data))) {
                                 report!("pm-child: message handler failed: {}", panic_text(&p));
@@ -170,56 +225,75 @@ impl Child {
         }
         // EOF after the supervisor's `disconnect`: it lives on and stops this process with a
         // signal when the time comes. Any other EOF: the supervisor is gone, and its stop
-        // request will never come; this is it.
+        // request will never come; this is it (the sentinel allows at most 800 ms).
         if !self.disconnected.load(Ordering::SeqCst) {
-            self.begin_stop();
+            self.begin_stop(Trigger::Eof, Some(EOF_GRACE));
         }
     }
 
     fn watch_signals(&'static self) {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
-            Ok(mut signals) => {
-                let spawned = std::thread::Builder::new()
-                    .name("pm-child-signals".into())
-                    .spawn(move || {
-                        if signals.forever().next().is_some() {
-                            self.begin_stop();
-                        }
-                    });
-                if let Err(e) = spawned {
-                    report!("pm-child: cannot watch signals: {e}");
-                }
+        let Some(read) = signals::start() else {
+            report!("pm-child: cannot watch SIGTERM and SIGINT");
+            return;
+        };
+        let spawned = spawn_thread("pm-child-signals", move || {
+            while let Some(sig) = signals::next(read) {
+                self.begin_stop(Trigger::Signal(sig), None);
             }
-            Err(e) => report!("pm-child: cannot watch signals: {e}"),
+        });
+        if let Err(e) = spawned {
+            report!("pm-child: cannot watch signals: {e}");
         }
     }
 
-    /// Runs the stop handlers once, on a thread of their own, then exits.
-    fn begin_stop(&'static self) {
-        if self.stop_begun.swap(true, Ordering::SeqCst) {
+    /// A stop trigger. Without stop handlers or a waiting app, the process stops as it would
+    /// without the SDK: `term` asks the supervisor for SIGTERM now, and after the supervisor's
+    /// death the process group gets SIGTERM, as the sentinel sends a plain program. Otherwise
+    /// the handlers run once, on a thread of their own, then [`Options::finish`].
+    fn begin_stop(&'static self, trigger: Trigger, timeout: Option<Duration>) {
+        if !self.takes_part.load(Ordering::SeqCst) {
+            match trigger {
+                Trigger::Stop => {
+                    self.write(&FromChild::Term);
+                }
+                // SAFETY: kill to this process's own group (it leads it: it owns the channel).
+                Trigger::Eof => unsafe {
+                    libc::kill(0, libc::SIGTERM);
+                },
+                Trigger::Signal(_) => {}
+            }
             return;
         }
-        let spawned = std::thread::Builder::new()
-            .name("pm-child-stop".into())
-            .spawn(move || {
-                self.write(&FromChild::Stopping);
-                let handlers = std::mem::take(&mut *lock(&self.stop_handlers));
-                for (i, h) in handlers.into_iter().enumerate() {
-                    let failure = match catch_unwind(AssertUnwindSafe(h)) {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e),
-                        Err(p) => Some(panic_text(&p)),
-                    };
-                    if let Some(e) = failure {
-                        report!("pm-child: stop handler #{} failed: {e}", i + 1);
-                    }
-                }
-                (self.exit)();
-            });
-        if spawned.is_err() {
-            (self.exit)();
+        if !STOP.begin(trigger, timeout) {
+            return;
         }
+        let spawned = spawn_thread("pm-child-stop", move || self.run_stop(trigger));
+        if spawned.is_err() {
+            report!("pm-child: cannot start the stop thread; running the handlers here");
+            self.run_stop(trigger);
+        }
+    }
+
+    fn run_stop(&self, trigger: Trigger) {
+        stop_signals_mask(libc::SIG_UNBLOCK);
+        if trigger != Trigger::Eof {
+            self.write(&FromChild::Stopping);
+        }
+        let handlers = std::mem::take(&mut *lock(&self.stop_handlers));
+        for (i, h) in handlers.into_iter().enumerate() {
+            quiet_broken_output();
+            let failure = match catch_unwind(AssertUnwindSafe(h)) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(p) => Some(panic_text(&p)),
+            };
+            if let Some(e) = failure {
+                quiet_broken_output();
+                report!("pm-child: stop handler #{} failed: {e}", i + 1);
+            }
+        }
+        STOP.finish();
+        (self.finish)(trigger);
     }
 
     fn write<T: Outgoing>(&self, msg: &T) -> bool {
@@ -227,6 +301,68 @@ impl Child {
             Some(w) => lock(w).write_all(&protocol::encode(msg)).is_ok(),
             None => false,
         }
+    }
+}
+
+/// SIGTERM and SIGINT unblocked in the reader thread while it runs message handlers.
+struct Unblocked;
+
+impl Unblocked {
+    fn new() -> Unblocked {
+        stop_signals_mask(libc::SIG_UNBLOCK);
+        Unblocked
+    }
+}
+
+impl Drop for Unblocked {
+    fn drop(&mut self) {
+        stop_signals_mask(libc::SIG_BLOCK);
+    }
+}
+
+/// How long handlers have after the supervisor died: the sentinel's limit.
+const EOF_GRACE: Duration = Duration::from_millis(800);
+
+/// Runs as the process exits (its `main` returned, or `exit` was called): handlers still
+/// running are waited for, until the stop's deadline, so that a `main` that ends first does
+/// not cut them short; then, after a stop, the rest of the process group gets SIGTERM.
+extern "C" fn at_exit() {
+    STOP.set_exiting();
+    STOP.wait_at_exit();
+    if STOP.phase() != Phase::Idle {
+        let _ = std::io::stdout().flush();
+        term_own_group();
+    }
+}
+
+/// Starts one of the SDK's threads with SIGTERM and SIGINT blocked in it, so that the kernel
+/// delivers those signals to the app's threads (the main thread, for Python, which only wakes
+/// from a blocking call for a signal delivered to it).
+/// The SDK's threads run the app's code (stop and message handlers) with the stop signals
+/// unblocked, so that what that code starts (a subprocess, a thread) inherits the usual mask.
+pub fn spawn_thread<F>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let old = stop_signals_mask(libc::SIG_BLOCK);
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(f);
+    // SAFETY: restores this thread's mask as it was (the new thread inherited the blocked one).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    spawned
+}
+
+/// Blocks (`SIG_BLOCK`) or unblocks (`SIG_UNBLOCK`) SIGTERM and SIGINT in this thread; returns
+/// the mask it had.
+fn stop_signals_mask(how: libc::c_int) -> libc::sigset_t {
+    // SAFETY: sigset operations on local sets; pthread_sigmask changes this thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(how, &set, &mut old);
+        old
     }
 }
 
@@ -266,10 +402,11 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// Registers a stop handler. Handlers run once, in registration order, when the supervisor
-/// sends `stop`, when the channel reaches EOF (the supervisor died), or on SIGTERM or SIGINT;
-/// then the process exits with code 0. A handler that panics is reported on stderr and the next
-/// one still runs. Handlers run on the SDK's thread `pm-child-stop`.
+/// Registers a stop handler. Handlers run once, in registration order, on the thread
+/// `pm-child-stop`, when the supervisor sends `stop`, when the channel reaches EOF (the
+/// supervisor died), or on SIGTERM or SIGINT; then the stop is the app's (see the crate's
+/// documentation: [`handlers_done`], or the app's own signal handler), or the process exits
+/// with code 0. A handler that panics is reported on stderr and the next one still runs.
 pub fn on_stopping(handler: impl FnOnce() + Send + 'static) {
     on_stopping_fallible(move || {
         handler();
@@ -280,7 +417,9 @@ pub fn on_stopping(handler: impl FnOnce() + Send + 'static) {
 /// Like [`on_stopping`], for a handler whose failure is a value rather than a panic (used by
 /// language bindings to report their own exceptions).
 pub fn on_stopping_fallible(handler: impl FnOnce() -> Result<(), String> + Send + 'static) {
-    lock(&child().stop_handlers).push(Box::new(handler));
+    let c = child();
+    lock(&c.stop_handlers).push(Box::new(handler));
+    c.take_part();
 }
 
 /// Registers an async stop handler. It runs on the tokio runtime that was current when it was
@@ -303,6 +442,45 @@ where
         }
         Ok(())
     });
+}
+
+/// The app takes part in the stop: it will end the process itself.
+fn app_waits() {
+    let c = child();
+    STOP.set_app_waits();
+    c.take_part();
+}
+
+/// Resolves when a stop begins (the supervisor's `stop`, its death, SIGTERM or SIGINT), while
+/// the stop handlers start. Calling it hands the stop to the app: the SDK no longer ends the
+/// process after the handlers; the app exits when its `main` returns (within the supervisor's
+/// `killTimeout`). Needs no particular async runtime. For axum:
+/// `.with_graceful_shutdown(pm_child::stop_requested())`.
+pub fn stop_requested() -> StopFuture {
+    app_waits();
+    StopFuture {
+        phase: Phase::Running,
+    }
+}
+
+/// Resolves when the stop handlers are done; like [`stop_requested`], calling it hands the
+/// stop to the app.
+pub fn handlers_done() -> StopFuture {
+    app_waits();
+    StopFuture { phase: Phase::Done }
+}
+
+/// Blocks until a stop begins; the blocking form of [`stop_requested`], which it is like in
+/// every other way.
+pub fn wait_stop_requested() {
+    app_waits();
+    STOP.wait(Phase::Running, None);
+}
+
+/// Blocks until the stop handlers are done; the blocking form of [`handlers_done`].
+pub fn wait_handlers_done() {
+    app_waits();
+    STOP.wait(Phase::Done, None);
 }
 
 /// Registers a handler for the data the controlling process sends through the supervisor: any
@@ -330,6 +508,7 @@ pub fn send<T: Serialize + ?Sized>(data: &T) -> bool {
 /// During a stop, asks for `ms` more milliseconds before SIGKILL, counted from now (capped by the
 /// supervisor, see `protocol.md`). A no-op without a supervisor.
 pub fn extend(ms: u64) {
+    STOP.extend(ms);
     child().write(&FromChild::Extend { ms });
 }
 
@@ -338,8 +517,45 @@ pub fn supervised() -> bool {
     child().writer.is_some()
 }
 
-/// Starts the stop sequence as if a stop request had arrived (used by bindings that receive
-/// signals themselves).
-pub fn trigger_stop() {
-    child().begin_stop();
+/// Starts the stop as `trigger` would (used by bindings that receive signals themselves).
+pub fn trigger_stop(trigger: Trigger) {
+    child().begin_stop(trigger, None);
+}
+
+/// Marks the app as taking part in the stop without waiting here (bindings whose waits are
+/// their own).
+pub fn set_app_waits() {
+    app_waits();
+}
+
+/// Where the stop is (for bindings).
+pub fn stop_phase() -> Phase {
+    STOP.phase()
+}
+
+/// What began the stop, once it has begun (for bindings).
+pub fn stop_trigger() -> Option<Trigger> {
+    STOP.trigger()
+}
+
+/// Whether the app waits for the stop through the SDK (for bindings).
+pub fn app_takes_part() -> bool {
+    STOP.app_waits()
+}
+
+/// Blocks until the stop reaches `phase`, at most `timeout` (for bindings). Returns whether it
+/// got there.
+pub fn wait_phase(phase: Phase, timeout: Option<Duration>) -> bool {
+    STOP.wait(phase, timeout)
+}
+
+/// Whether the process is exiting (the SDK's exit hook ran).
+pub fn exiting() -> bool {
+    STOP.is_exiting()
+}
+
+/// Blocks while the stop handlers run, until the stop's deadline (for bindings whose
+/// interpreter exits before the process does).
+pub fn wait_for_handlers_at_exit() {
+    STOP.wait_at_exit();
 }

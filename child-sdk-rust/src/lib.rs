@@ -29,18 +29,26 @@
 //! shell's child, a forked worker) is not its session's leader and runs unsupervised; so the
 //! SDK never changes the environment, and its first call may come at any time, on any thread.
 //!
-//! A background thread (`pm-child`) reads the channel; it never keeps the process alive. The
-//! stop handlers run once, in registration order, on a thread of their own (`pm-child-stop`),
-//! on whichever of these comes first:
-//! - the supervisor's `stop` message;
+//! A background thread (`pm-child`) reads the channel; it never keeps the process alive.
+//! Until the app registers a stop handler or waits for the stop ([`stop_requested`],
+//! [`handlers_done`] and their blocking forms), the SDK changes nothing about how the process
+//! stops: it installs no signal handler, and answers the supervisor's `stop` with `term` (the
+//! supervisor then sends SIGTERM at once). Once it does, the stop handlers run once, in
+//! registration order, on a thread of their own (`pm-child-stop`), on whichever of these comes
+//! first:
+//! - the supervisor's `stop` message (the SDK answers `stopping`: no SIGTERM comes; SIGKILL
+//!   still comes at `killTimeout`, unless a handler asks for more time with [`extend`]);
 //! - EOF on the channel (the supervisor died);
 //! - SIGTERM or SIGINT (so the same program behaves under systemd, Docker or a terminal's
 //!   Ctrl-C).
 //!
-//! The SDK answers `stopping` at once, so the supervisor sends no SIGTERM while handlers run;
-//! it still SIGKILLs the process group at `killTimeout`, unless a handler asks for more time
-//! with [`extend`]. A handler that panics is reported on stderr and the next one runs. When all
-//! have run, the process exits with code 0 (`std::process::exit`, which flushes stdout).
+//! A handler that panics is reported on stderr and the next one runs. Then the app decides when
+//! it exits: if it waits for the stop through the SDK, its wait ends and `main` ends the
+//! process; else if it has a SIGTERM (or SIGINT) handler of its own (tokio's `signal`, `ctrlc`,
+//! a `sigaction`), installed before or after the SDK's, that handler gets the signal once;
+//! else the process exits with code 0 (`std::process::exit`, which flushes stdout). If `main`
+//! returns while handlers run, the exit waits for them (until the stop's deadline); after a
+//! stop, the rest of the process group gets SIGTERM as the process exits, when it leads it.
 //!
 //! Without a supervisor, [`ready`], [`send`] and [`extend`] do nothing, [`supervised`] is
 //! false, and the signal triggers still work.
@@ -49,13 +57,28 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod child;
+mod output;
+mod signals;
+mod stop;
 // The wire format and codec, shared with pm-supervisor: not an API for services.
 #[doc(hidden)]
 pub mod protocol;
 
 #[cfg(feature = "tokio")]
 pub use child::on_stopping_async;
-pub use child::{extend, on_message, on_stopping, on_stopping_fallible, ready, send, supervised};
+pub use child::{
+    extend, handlers_done, on_message, on_stopping, on_stopping_fallible, ready, send,
+    stop_requested, supervised, wait_handlers_done, wait_stop_requested,
+};
+pub use stop::StopFuture;
 // For language bindings built on this crate (the Python SDK): not part of the stable API.
 #[doc(hidden)]
-pub use child::{Options, StopHandler, init, trigger_stop};
+pub use child::{
+    Finish, Options, StopHandler, app_takes_part, exit_now, exiting, finish_default, init,
+    set_app_waits, spawn_thread, stop_phase, stop_trigger, trigger_stop, wait_for_handlers_at_exit,
+    wait_phase,
+};
+#[doc(hidden)]
+pub use output::{quiet_broken_output, term_own_group};
+#[doc(hidden)]
+pub use stop::{Phase, Trigger};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::runtime::{instance_name, runtime_dir};
+use crate::runtime::{RuntimeDir, instance_for, peer_uid, runtime_dir};
 
 /// Which supervisor to talk to.
 #[derive(Debug, Default, Clone)]
@@ -33,50 +33,41 @@ fn err(msg: impl Into<String>) -> CliError {
     CliError(msg.into())
 }
 
-/// The socket of the chosen instance: `--instance`, else `--config`, else `$PM_INSTANCE`, else
-/// the only one running.
-pub fn socket_of(target: &Target) -> Result<PathBuf, CliError> {
-    let dir = runtime_dir().map_err(|e| err(format!("runtime folder: {e}")))?;
+/// The runtime folder and the chosen instance: `--instance`, else `--config` (every spelling of
+/// a file names the same instance), else `$PM_INSTANCE`, else the only one running.
+pub fn instance_of(target: &Target) -> Result<(RuntimeDir, String), CliError> {
+    let dir = runtime_dir().map_err(|e| err(e.to_string()))?;
     let name = match (&target.instance, &target.config) {
         (Some(n), _) => Some(n.clone()),
-        (None, Some(c)) => {
-            let abs = std::path::absolute(c).map_err(|e| err(format!("{}: {e}", c.display())))?;
-            Some(instance_name(&abs))
-        }
+        (None, Some(c)) => Some(instance_for(c).map_err(|e| err(format!("--config {e}")))?),
         (None, None) => std::env::var("PM_INSTANCE").ok(),
     };
     if let Some(name) = name {
-        let path = dir.join(format!("{name}.sock"));
-        if !path.exists() {
+        let sock = format!("{name}.sock");
+        if !dir.contains(&sock) {
             return Err(err(format!(
                 "no pm-supervisor runs instance {name:?} (no {})",
-                path.display()
+                dir.path().join(sock).display()
             )));
         }
-        return Ok(path);
+        return Ok((dir, name));
     }
-    let mut socks: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| err(format!("{}: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-        .collect();
-    socks.sort();
-    match socks.len() {
+    let mut names = dir
+        .names_ending(".sock")
+        .map_err(|e| err(format!("{}: {e}", dir.path().display())))?;
+    match names.len() {
         0 => Err(err(format!(
             "no running pm-supervisor found (no control socket in {})",
-            dir.display()
+            dir.path().display()
         ))),
-        1 => Ok(socks.remove(0)),
-        _ => {
-            let names: Vec<String> = socks
-                .iter()
-                .filter_map(|p| p.file_stem()?.to_str().map(str::to_owned))
-                .collect();
-            Err(err(format!(
-                "several supervisors run ({}); choose one with --instance",
-                names.join(", ")
-            )))
+        1 => {
+            let name = names.remove(0);
+            Ok((dir, name))
         }
+        _ => Err(err(format!(
+            "several supervisors run ({}); choose one with --instance",
+            names.join(", ")
+        ))),
     }
 }
 
@@ -87,14 +78,33 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `socket`.
-    pub fn connect(socket: &Path) -> Result<Client, CliError> {
-        let stream = UnixStream::connect(socket).map_err(|e| {
+    /// Connects to the supervisor of `target`.
+    pub fn open(target: &Target) -> Result<Client, CliError> {
+        let (dir, name) = instance_of(target)?;
+        let shown = dir.path().join(format!("{name}.sock"));
+        let stream = dir.connect(&format!("{name}.sock")).map_err(|e| {
             err(format!(
                 "cannot reach the supervisor at {}: {e}",
-                socket.display()
+                shown.display()
             ))
         })?;
+        Client::over(stream, &shown)
+    }
+
+    /// Talks over `stream`, a connection to the socket at `shown`, once its other end is known
+    /// to be this user's (or root's).
+    pub fn over(stream: UnixStream, shown: &Path) -> Result<Client, CliError> {
+        let me = nix::unistd::geteuid().as_raw();
+        match peer_uid(&stream) {
+            Ok(uid) if uid == me || uid == 0 => {}
+            Ok(uid) => {
+                return Err(err(format!(
+                    "{} is served by uid {uid}, not by you: refusing to talk to it",
+                    shown.display()
+                )));
+            }
+            Err(e) => return Err(err(format!("{}: {e}", shown.display()))),
+        }
         Ok(Client {
             stream: BufReader::new(stream),
             next_id: 1,
@@ -141,7 +151,7 @@ impl Client {
 
 /// `pm-supervisor ls`.
 pub fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
-    let rows = Client::connect(&socket_of(target)?)?.request(json!({"type": "list"}))?;
+    let rows = Client::open(target)?.request(json!({"type": "list"}))?;
     if as_json {
         println!(
             "{}",
@@ -175,7 +185,7 @@ pub fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
 
 /// `stop NAME`, `restart NAME`, `stopall`: prints the rows acted on.
 pub fn act(target: &Target, req: Value) -> Result<(), CliError> {
-    let rows = Client::connect(&socket_of(target)?)?.request(req)?;
+    let rows = Client::open(target)?.request(req)?;
     for r in rows.as_array().into_iter().flatten() {
         let name = r["name"].as_str().unwrap_or("(nameless)");
         let pid = r["pid"]
@@ -231,8 +241,7 @@ pub fn send(target: &Target, name: &str, input: DataInput) -> Result<(), CliErro
     }
     let data: Value =
         serde_json::from_slice(&text).map_err(|e| err(format!("{from} is not JSON: {e}")))?;
-    let r = Client::connect(&socket_of(target)?)?
-        .request(json!({"type": "send", "name": name, "data": data}))?;
+    let r = Client::open(target)?.request(json!({"type": "send", "name": name, "data": data}))?;
     println!("sent to {} process(es)", r["sent"]);
     Ok(())
 }
@@ -240,7 +249,7 @@ pub fn send(target: &Target, name: &str, input: DataInput) -> Result<(), CliErro
 /// `logs NAME [-f] [-n N]`: the last lines of the service's log file (only its own lines when
 /// several services share the file), then new ones as they come with `-f`.
 pub fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result<(), CliError> {
-    let rows = Client::connect(&socket_of(target)?)?.request(json!({"type": "list"}))?;
+    let rows = Client::open(target)?.request(json!({"type": "list"}))?;
     let rows: Vec<&Value> = rows
         .as_array()
         .into_iter()
@@ -260,11 +269,7 @@ pub fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result<(
             "{name} has no \"log\" file: its output goes to the supervisor's stdout"
         )));
     };
-    let mine = format!(" {name} ");
-    let is_mine = |l: &str| {
-        l.split_once(" | ")
-            .is_some_and(|(head, _)| head.contains(&mine))
-    };
+    let is_mine = |l: &str| line_service(l) == Some(name);
     let text = std::fs::read(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().filter(|l| is_mine(l)).collect();
@@ -309,6 +314,15 @@ pub fn logs(target: &Target, name: &str, follow: bool, lines: usize) -> Result<(
     }
 }
 
+/// The service a log line belongs to: the label between its timestamp and its stream, in
+/// `2026-11-26T12:21:02.123Z web api out | text` (names may hold spaces, never `|`).
+fn line_service(line: &str) -> Option<&str> {
+    let (head, _) = line.split_once(" | ")?;
+    let (_, rest) = head.split_once(' ')?;
+    let (label, stream) = rest.trim_end().rsplit_once(' ')?;
+    matches!(stream, "out" | "err" | "out+" | "err+" | "pm").then_some(label)
+}
+
 fn human_ms(ms: u64) -> String {
     match ms {
         0..=999 => format!("{ms}ms"),
@@ -335,5 +349,27 @@ pub fn exit_code(r: Result<(), CliError>) -> ExitCode {
             eprintln!("pm-supervisor: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_belongs_to_exactly_one_service() {
+        let l = |s| line_service(s);
+        assert_eq!(l("2026-11-26T12:21:02.123Z api out | x"), Some("api"));
+        assert_eq!(
+            l("2026-11-26T12:21:02.123Z web api err+ | api out | y"),
+            Some("web api")
+        );
+        assert_eq!(l("2026-11-26T12:21:02.123Z api pm  | started"), Some("api"));
+        assert_eq!(
+            l("2026-11-26T12:21:02.123Z 4242 out | nameless"),
+            Some("4242")
+        );
+        assert_eq!(l("garbage"), None);
+        assert_eq!(l("2026-11-26T12:21:02.123Z api bogus | x"), None);
     }
 }

@@ -24,6 +24,13 @@ pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 200;
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// `logKeep` when a service does not set it.
 pub const DEFAULT_LOG_KEEP: u32 = 5;
+/// Smallest `logMaxSize` other than 0: every rotation renames up to `logKeep` files, so a tiny
+/// limit would turn a chatty service into a storm of renames.
+pub const MIN_LOG_MAX_SIZE: u64 = 4096;
+/// Most rotated files a service keeps.
+pub const MAX_LOG_KEEP: u32 = 1000;
+/// Longest service name, in characters: every log line carries it.
+pub const MAX_NAME_CHARS: usize = 128;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -188,14 +195,19 @@ impl RawService {
         if self.script.trim().is_empty() {
             return Err(FieldError::new("script", "must not be empty"));
         }
-        if self.script.contains('\0') {
-            return Err(FieldError::new("script", "must not contain a NUL byte"));
+        for (field, value) in [
+            ("script", Some(&self.script)),
+            ("cwd", self.cwd.as_ref()),
+            ("log", self.log.as_ref()),
+            ("interpreter", self.interpreter.as_ref()),
+            ("nodePath", self.node_path.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(FieldError::new(field, "must not contain a NUL byte"));
+            }
         }
-        if self.name.as_deref() == Some("") {
-            return Err(FieldError::new(
-                "name",
-                "must not be empty (leave it out for a nameless service)",
-            ));
+        if let Some(name) = &self.name {
+            check_name(name).map_err(|m| FieldError::new("name", m))?;
         }
         if let Some(i) = self.args.iter().position(|a| a.contains('\0')) {
             return Err(FieldError {
@@ -246,8 +258,20 @@ impl RawService {
                 return Err(FieldError::new(field, "must not be empty"));
             }
         }
-        if self.log_keep.is_some_and(|k| k > 1000) {
-            return Err(FieldError::new("logKeep", "keeps at most 1000 files"));
+        if self.log_keep.is_some_and(|k| k > MAX_LOG_KEEP) {
+            return Err(FieldError::new(
+                "logKeep",
+                format!("keeps at most {MAX_LOG_KEEP} files"),
+            ));
+        }
+        if self
+            .log_max_size
+            .is_some_and(|m| m != 0 && m < MIN_LOG_MAX_SIZE)
+        {
+            return Err(FieldError::new(
+                "logMaxSize",
+                format!("must be 0 (never rotate) or at least {MIN_LOG_MAX_SIZE} bytes"),
+            ));
         }
         if self.log.as_deref().is_some_and(|l| l.trim().is_empty()) {
             return Err(FieldError::new(
@@ -255,12 +279,16 @@ impl RawService {
                 "must not be empty (leave it out to log to stdout)",
             ));
         }
+        let log = self.log.as_ref().map(|l| normalize(&base.join(l)));
+        if let Some(log) = &log {
+            check_log_path(log).map_err(|m| FieldError::new("log", m))?;
+        }
         Ok(ServiceSpec {
             name: self.name.clone(),
             script: self.script.clone(),
             args: self.args.clone(),
             cwd: normalize(&cwd),
-            log: self.log.as_ref().map(|l| normalize(&base.join(l))),
+            log,
             env,
             restart_at: self
                 .restart_at
@@ -280,6 +308,65 @@ impl RawService {
             log_keep: self.log_keep.unwrap_or(DEFAULT_LOG_KEEP),
         })
     }
+}
+
+/// A name ends up in every log line of its service and on terminals: characters that could
+/// forge a line (line breaks, the `|` that ends a line's prefix) or act on a terminal (escape
+/// sequences, other control and bidirectional-override characters) are refused.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty (leave it out for a nameless service)".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
+    }
+    let bad = name.chars().enumerate().find(|&(_, c)| {
+        c == '|'
+            || c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    });
+    match bad {
+        None => Ok(()),
+        Some((i, '|')) => Err(format!(
+            "must not contain '|' (character {}): it ends the prefix of a log line",
+            i + 1
+        )),
+        Some((i, c)) => Err(format!(
+            "must not contain control characters (U+{:04X} at character {}): they would break log lines or reach terminals as escape sequences",
+            u32::from(c),
+            i + 1
+        )),
+    }
+}
+
+/// A log path that exists must be a regular file: a FIFO or a device could block the writer,
+/// a folder cannot be written.
+fn check_log_path(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Created when the service starts; failures to do so are reported then.
+        return Ok(());
+    };
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(format!(
+        "{} is {what}; a log must be a regular file (leave \"log\" out to log to stdout)",
+        path.display()
+    ))
 }
 
 /// Removes `.` segments and folds `..` lexically, so logs and messages show clean paths.
@@ -340,16 +427,65 @@ impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let text = std::fs::read_to_string(&abs).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(&abs).map_err(|source| ConfigError::Read {
             path: abs.clone(),
             source,
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let utf16 = bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]);
+                let at = e.utf8_error().valid_up_to();
+                let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+                let (line, column) = json_locate::line_column(valid, at);
+                return Err(ConfigError::Invalid {
+                    path: abs,
+                    line,
+                    column,
+                    field: None,
+                    message: if utf16 {
+                        "the file is UTF-16; save it as UTF-8".into()
+                    } else {
+                        "the file is not UTF-8 text".into()
+                    },
+                });
+            }
+        };
         Self::parse(&abs, &text)
     }
 
     /// Checks config text read from `path` (used for messages and as the base folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("/"));
+        let at_start = |message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            field: None,
+            message: message.into(),
+        };
+        if text.starts_with('\u{feff}') {
+            return Err(at_start(
+                "the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without one",
+            ));
+        }
+        let first = text.find(|c: char| !c.is_ascii_whitespace());
+        if let Some(i) = first.filter(|&i| !text[i..].starts_with('{')) {
+            let (line, column) = json_locate::line_column(text, i);
+            let hint = if text[i..].starts_with('[') {
+                ", with the list of services in it"
+            } else {
+                ""
+            };
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: None,
+                message: format!("the file must be an object, {{\"services\": [...]}}{hint}"),
+            });
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
         let raw: RawConfig = match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,
@@ -365,6 +501,18 @@ impl Config {
                 });
             }
         };
+        if raw.node_path.as_deref().is_some_and(|n| n.contains('\0')) {
+            let (line, column) = json_locate::locate(text, &[Segment::Key("nodePath".into())])
+                .map(|at| json_locate::line_column(text, at))
+                .unwrap_or((1, 1));
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: Some("nodePath".into()),
+                message: "must not contain a NUL byte".into(),
+            });
+        }
         let mut services = Vec::with_capacity(raw.services.len());
         for (i, svc) in raw.services.iter().enumerate() {
             match svc.resolve(base, raw.node_path.as_deref()) {
@@ -467,6 +615,57 @@ mod tests {
         let err =
             parse(r#"{"services":[{"script":"a","env":{"X":{"y":1}}}]}"#).expect_err("invalid");
         assert!(err.contains("services[0].env.X"), "{err}");
+    }
+
+    #[test]
+    fn names_that_could_forge_lines_are_refused() {
+        for name in ["a\nb", "\u{1b}[2J", "x|y", "\u{202e}abc", "\u{85}"] {
+            let text = format!(
+                "{{\"services\": [{{\"script\": \"a\", \"name\": {}}}]}}",
+                serde_json::to_string(name).expect("json")
+            );
+            let err = parse(&text).expect_err(name);
+            assert!(err.contains("services[0].name: must not contain"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err:?}");
+        }
+        for name in ["web api", "api-2", "Ünïcode ✓", "a.b_c"] {
+            check_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(check_name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn rotation_bounds() {
+        let err = parse(r#"{"services":[{"script":"a","logMaxSize":100}]}"#).expect_err("small");
+        assert!(
+            err.contains("logMaxSize: must be 0 (never rotate) or at least 4096"),
+            "{err}"
+        );
+        parse(r#"{"services":[{"script":"a","logMaxSize":0,"logKeep":1000}]}"#).expect("valid");
+        let err = parse(r#"{"services":[{"script":"a","logKeep":1001}]}"#).expect_err("many");
+        assert!(err.contains("logKeep: keeps at most 1000 files"), "{err}");
+    }
+
+    #[test]
+    fn a_log_that_is_not_a_regular_file_is_refused() {
+        let err = parse(r#"{"services":[{"script":"a","log":"svc"}]}"#).expect_err("folder");
+        assert!(
+            err.contains("services[0].log: DIR/svc is a folder"),
+            "{err}"
+        );
+        let err = parse(r#"{"services":[{"script":"a","log":"/dev/null"}]}"#).expect_err("dev");
+        assert!(err.contains("/dev/null is a device"), "{err}");
+    }
+
+    #[test]
+    fn bom_and_top_level_arrays_are_explained() {
+        let err = parse("\u{feff}{\"services\": []}").expect_err("bom");
+        assert!(
+            err.contains(":1:1: the file starts with a UTF-8 byte-order mark"),
+            "{err}"
+        );
+        let err = parse("\n  [{\"script\": \"a\"}]").expect_err("array");
+        assert!(err.contains(":2:3: the file must be an object"), "{err}");
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! The control channel (protocol.md, section 8): a thin adapter that turns request lines into
-//! [`Handle`] calls and pushes events. One connection is one task pair; a slow request (a stop
-//! that waits for processes to go) runs on its own task, so it never delays the others.
+//! [`Handle`] calls and pushes events. One connection is a reader task and a writer task; a
+//! slow request (a stop that waits for processes to go) runs on its own task, so it never
+//! delays the others.
+//!
+//! Every connection's memory is bounded, whatever its peer does: at most [`MAX_IN_FLIGHT`]
+//! requests are carried out at once and [`REPLY_QUEUE`] replies wait to be written; beyond
+//! that the connection is not read (its peer's writes block), so a client that does not read
+//! its replies is held back, not buffered. Events wait in a queue of at most [`EVENT_QUEUE`]
+//! events and [`EVENT_QUEUE_BYTES`]; beyond that they are dropped for that connection, and
+//! once there is room again it gets one `lagged` event with the number dropped.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pm_child::protocol::{Frame, LineDecoder, MAX_LINE_BYTES};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, Semaphore, broadcast};
 
 use crate::config::RawService;
 use crate::json_locate;
@@ -18,6 +27,15 @@ use crate::supervisor::{ActionError, EventKind, Handle, Selector, ServiceId};
 
 /// `timeout_ms` of a `start` with `wait: "ready"` when the request does not say.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests of one connection carried out at once; the connection is not read meanwhile.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Replies of one connection waiting to be written.
+pub const REPLY_QUEUE: usize = 16;
+/// Events waiting to be written to one connection, at most...
+pub const EVENT_QUEUE: usize = 1024;
+/// ...and at most this many bytes of them (a single larger event still goes into an empty
+/// queue).
+pub const EVENT_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// A request, as parsed from a line.
 #[derive(Debug)]
@@ -138,24 +156,17 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
-    let writer = tokio::spawn(async move {
-        while let Some(v) = out_rx.recv().await {
-            let mut line = serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec());
-            line.push(b'\n');
-            if wr.write_all(&line).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (mut rd, wr) = tokio::io::split(stream);
+    let outbox = Arc::new(Outbox::new());
+    let writer = tokio::spawn(write_out(wr, outbox.clone()));
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut pusher = None;
     if let Some(events) = events {
-        pusher = Some(tokio::spawn(push_events(events, out_tx.clone())));
+        pusher = Some(tokio::spawn(push_events(events, outbox.clone())));
     }
     let mut decoder = LineDecoder::new(MAX_LINE_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
+    'read: loop {
         let n = match rd.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -177,7 +188,9 @@ pub async fn serve_connection<S>(
                             "request line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit"
                         ),
                     );
-                    let _ = out_tx.send(reply(&Value::Null, Err(f)));
+                    if outbox.reply(reply(&Value::Null, Err(f))).await.is_err() {
+                        break 'read;
+                    }
                     continue;
                 }
             };
@@ -185,7 +198,9 @@ pub async fn serve_connection<S>(
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err((id, f)) => {
-                    let _ = out_tx.send(reply(&id, Err(f)));
+                    if outbox.reply(reply(&id, Err(f))).await.is_err() {
+                        break 'read;
+                    }
                     continue;
                 }
             };
@@ -193,16 +208,24 @@ pub async fn serve_connection<S>(
                 if pusher.is_none() {
                     pusher = Some(tokio::spawn(push_events(
                         handle.subscribe(),
-                        out_tx.clone(),
+                        outbox.clone(),
                     )));
                 }
-                let _ = out_tx.send(reply(&r.id, Ok(Value::Null)));
+                if outbox.reply(reply(&r.id, Ok(Value::Null))).await.is_err() {
+                    break 'read;
+                }
                 continue;
             }
-            let (handle, out, base) = (handle.clone(), out_tx.clone(), base.clone());
+            // Back-pressure: while MAX_IN_FLIGHT requests wait to be carried out or for room for
+            // their replies, nothing more is read from this connection.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break 'read;
+            };
+            let (handle, out, base) = (handle.clone(), outbox.clone(), base.clone());
             tokio::spawn(async move {
                 let (id, result) = execute(request, &handle, &base).await;
-                let _ = out.send(reply(&id, result));
+                let _ = out.reply(reply(&id, result)).await;
+                drop(permit);
             });
         }
     }
@@ -215,8 +238,159 @@ pub async fn serve_connection<S>(
     if let Some(p) = pusher {
         p.abort();
     }
-    drop(out_tx);
+    // Every request read is answered before the connection is let go.
+    let _ = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
+    outbox.finish();
     let _ = writer.await;
+}
+
+/// One line of JSON, as written on the channel.
+fn encode(v: &Value) -> Vec<u8> {
+    let mut line = serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
+    line.push(b'\n');
+    line
+}
+
+/// Writes what the outbox holds, in order, until it is finished and empty or the peer is gone.
+async fn write_out<W: AsyncWrite>(wr: W, outbox: Arc<Outbox>) {
+    tokio::pin!(wr);
+    while let Some(line) = outbox.next().await {
+        if wr.write_all(&line).await.is_err() {
+            break;
+        }
+    }
+    outbox.close();
+}
+
+/// What waits to be written to one connection, in the order it happened: replies (at most
+/// [`REPLY_QUEUE`]; a request waits for room) and events (at most [`EVENT_QUEUE`] and
+/// [`EVENT_QUEUE_BYTES`]; beyond, they are dropped and counted).
+#[derive(Debug)]
+struct Outbox {
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    ready: Notify,
+    /// Room for replies.
+    reply_room: Semaphore,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// Lines, and whether each is an event.
+    lines: VecDeque<(Vec<u8>, bool)>,
+    events: usize,
+    event_bytes: usize,
+    /// Events dropped since the last `lagged` event.
+    missed: u64,
+    /// Nothing more comes: the writer ends once the queue is empty.
+    finished: bool,
+}
+
+impl Outbox {
+    fn new() -> Outbox {
+        Outbox {
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            reply_room: Semaphore::new(REPLY_QUEUE),
+        }
+    }
+
+    /// Queues a reply, waiting for room. Err: the connection is gone.
+    async fn reply(&self, reply: Value) -> Result<(), ()> {
+        self.reply_room.acquire().await.map_err(|_| ())?.forget();
+        if let Ok(mut q) = self.queue.lock() {
+            q.lines.push_back((encode(&reply), false));
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues an event, or drops it (and counts it) when the queue is full. When there is room
+    /// again after drops, a `lagged` event saying how many goes first.
+    fn event(&self, line: Vec<u8>) {
+        let Ok(mut q) = self.queue.lock() else { return };
+        // One place is kept for the `lagged` event.
+        let room = q.events == 0
+            || (q.events + 2 <= EVENT_QUEUE && q.event_bytes + line.len() <= EVENT_QUEUE_BYTES);
+        if !room {
+            q.missed += 1;
+            return;
+        }
+        if q.missed > 0 {
+            let lagged = lagged(std::mem::take(&mut q.missed));
+            q.push_event(lagged);
+        }
+        q.push_event(line);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Events the broadcast itself dropped for this connection.
+    fn missed(&self, n: u64) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.missed += n;
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next line to write (the `lagged` event once the queue is empty after drops), or None
+    /// once finished and empty.
+    async fn next(&self) -> Option<Vec<u8>> {
+        loop {
+            if let Ok(mut q) = self.queue.lock() {
+                if let Some((line, event)) = q.lines.pop_front() {
+                    if event {
+                        q.events -= 1;
+                        q.event_bytes -= line.len();
+                    } else {
+                        self.reply_room.add_permits(1);
+                    }
+                    return Some(line);
+                }
+                if q.missed > 0 {
+                    return Some(lagged(std::mem::take(&mut q.missed)));
+                }
+                if q.finished {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Nothing more will be queued.
+    fn finish(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.finished = true;
+        }
+        self.ready.notify_one();
+    }
+
+    /// The peer is gone: replies are refused from now on.
+    fn close(&self) {
+        self.reply_room.close();
+    }
+}
+
+impl Queue {
+    fn push_event(&mut self, line: Vec<u8>) {
+        self.events += 1;
+        self.event_bytes += line.len();
+        self.lines.push_back((line, true));
+    }
+}
+
+fn lagged(missed: u64) -> Vec<u8> {
+    encode(&json!({"type": "event", "event": "lagged", "missed": missed}))
+}
+
+/// Checks one request line as a connection would: Ok for a request it would carry out (or an
+/// empty line), Err with the error reply it would send. For fuzzing and tests.
+pub fn check_request(line: &[u8]) -> Result<(), Value> {
+    match parse(line) {
+        Ok(_) => Ok(()),
+        Err((id, f)) => Err(reply(&id, Err(f))),
+    }
 }
 
 /// Parses a request line. Ok(None): an empty line. Err carries the id (if one could be read).
@@ -424,24 +598,19 @@ async fn wait_ready_event(
 
 async fn push_events(
     mut events: broadcast::Receiver<crate::supervisor::Event>,
-    out: mpsc::UnboundedSender<Value>,
+    outbox: Arc<Outbox>,
 ) {
     loop {
-        let v = match events.recv().await {
+        match events.recv().await {
             Ok(e) => {
                 let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
                 if let Some(obj) = v.as_object_mut() {
                     obj.insert("type".into(), "event".into());
                 }
-                v
+                outbox.event(encode(&v));
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                json!({"type": "event", "event": "lagged", "missed": n})
-            }
+            Err(broadcast::error::RecvError::Lagged(n)) => outbox.missed(n),
             Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if out.send(v).is_err() {
-            return;
         }
     }
 }
@@ -473,6 +642,74 @@ mod tests {
             let line = format!("{{\"type\":\"{kind}\",\"id\":{id}{extra}}}");
             let _ = parse(line.as_bytes());
         }
+    }
+
+    #[tokio::test]
+    async fn events_beyond_the_queue_are_dropped_then_announced_once() {
+        let outbox = Outbox::new();
+        for i in 0..EVENT_QUEUE + 500 {
+            outbox.event(format!("{i}\n").into_bytes());
+        }
+        let mut seen = Vec::new();
+        // The writer catches up a little: room returns, the next event is preceded by `lagged`.
+        for _ in 0..10 {
+            seen.extend(outbox.next().await);
+        }
+        outbox.event(b"late\n".to_vec());
+        outbox.finish();
+        while let Some(line) = outbox.next().await {
+            seen.push(line);
+        }
+        let text: Vec<String> = seen
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).trim().to_owned())
+            .collect();
+        let lagged: Vec<&String> = text.iter().filter(|l| l.contains("lagged")).collect();
+        assert_eq!(lagged.len(), 1, "{lagged:?}");
+        let v: Value = serde_json::from_str(lagged[0]).expect("json");
+        // One place is kept free for the lagged event itself.
+        assert_eq!(v["missed"], json!(500 + 1));
+        assert_eq!(text.last().map(String::as_str), Some("late"));
+        assert_eq!(
+            text[..10],
+            (0..10).map(|i| i.to_string()).collect::<Vec<_>>()[..]
+        );
+    }
+
+    #[tokio::test]
+    async fn replies_and_events_keep_their_order_and_replies_wait_for_room() {
+        let outbox = Arc::new(Outbox::new());
+        outbox.event(b"e1\n".to_vec());
+        outbox.reply(json!(1)).await.expect("room");
+        outbox.event(b"e2\n".to_vec());
+        for i in 2..=REPLY_QUEUE {
+            outbox.reply(json!(i)).await.expect("room");
+        }
+        // The queue of replies is full: the next one waits until one is written.
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.reply(json!("last")).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(outbox.next().await, Some(b"e1\n".to_vec()));
+        assert_eq!(outbox.next().await, Some(b"1\n".to_vec()));
+        waiting.await.expect("task").expect("room");
+        assert_eq!(outbox.next().await, Some(b"e2\n".to_vec()));
+        // The peer is gone: replies are refused rather than held.
+        outbox.close();
+        assert!(outbox.reply(json!("x")).await.is_err());
+    }
+
+    #[test]
+    fn the_event_queue_is_bounded_in_bytes() {
+        let outbox = Outbox::new();
+        for _ in 0..100 {
+            outbox.event(vec![b'x'; 100 * 1024]);
+        }
+        let q = outbox.queue.lock().expect("lock");
+        assert!(q.event_bytes <= EVENT_QUEUE_BYTES, "{}", q.event_bytes);
+        assert!(q.missed > 80);
     }
 
     #[test]

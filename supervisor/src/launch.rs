@@ -47,6 +47,9 @@ pub enum LaunchError {
     /// The interpreter is not on PATH (or not at the given path).
     #[error("interpreter not found: {0} (looked on PATH{1})")]
     InterpreterNotFound(String, String),
+    /// The path is a folder.
+    #[error("{} is a folder, not a file", .0.display())]
+    IsFolder(PathBuf),
     /// The file exists but cannot be executed.
     #[error("not executable: {} (make it executable, or set \"interpreter\")", .0.display())]
     NotExecutable(PathBuf),
@@ -75,15 +78,32 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `node /srv/a.js --port 1`, for the logs.
+    /// `node /srv/a.js --port 1`, for the logs; control characters in it are escaped, so that
+    /// an argument cannot break the line or reach a terminal as an escape sequence.
     pub fn describe(&self) -> String {
-        let mut s = self.program.display().to_string();
+        let mut s = printable(&self.program.to_string_lossy());
         for a in &self.args {
             s.push(' ');
-            s.push_str(&a.to_string_lossy());
+            s.push_str(&printable(&a.to_string_lossy()));
         }
         s
     }
+}
+
+/// `s` with its control characters escaped (`\n`, `\u{1b}`).
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Chooses the launcher: `interpreter` if set; Node for `.js`/`.mjs`/`.cjs`; `python3` (else
@@ -97,6 +117,9 @@ pub fn plan(spec: &ServiceSpec, path_var: Option<&OsStr>) -> Result<Plan, Launch
         .ancestors()
         .any(|a| a.extension().is_some_and(|e| e == "asar") && a.is_file());
     let with_script = |program: PathBuf, node: bool, python: bool| -> Result<Plan, LaunchError> {
+        if script.is_dir() {
+            return Err(LaunchError::IsFolder(script.clone()));
+        }
         if !(script.is_file() || node && in_archive) {
             return Err(LaunchError::ScriptNotFound(script.clone()));
         }
@@ -142,6 +165,9 @@ pub fn plan(spec: &ServiceSpec, path_var: Option<&OsStr>) -> Result<Plan, Launch
             };
             if !program.exists() {
                 return Err(LaunchError::ScriptNotFound(program));
+            }
+            if program.is_dir() {
+                return Err(LaunchError::IsFolder(program));
             }
             if !is_executable(&program) {
                 return Err(LaunchError::NotExecutable(program));
@@ -336,6 +362,17 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_arguments_are_escaped_in_descriptions() {
+        let plan = Plan {
+            program: "/bin/echo".into(),
+            args: vec!["a\nFAKE pm  | line".into(), "\u{1b}[2J".into()],
+            node: false,
+            python: false,
+        };
+        assert_eq!(plan.describe(), "/bin/echo a\\nFAKE pm  | line \\u{1b}[2J");
+    }
+
+    #[test]
     fn launch_errors_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("plain"), "").expect("write");
@@ -344,6 +381,11 @@ mod tests {
         assert!(matches!(err, LaunchError::ScriptNotFound(_)), "{err}");
         let err = plan(&spec(dir.path(), "plain"), path.as_deref()).expect_err("not executable");
         assert!(matches!(err, LaunchError::NotExecutable(_)), "{err}");
+        std::fs::create_dir(dir.path().join("folder.py")).expect("mkdir");
+        for folder in [".", "folder.py"] {
+            let err = plan(&spec(dir.path(), folder), path.as_deref()).expect_err("a folder");
+            assert!(err.to_string().contains("is a folder, not a file"), "{err}");
+        }
         let mut s = spec(dir.path(), "plain");
         s.interpreter = Some("no-such-interpreter-xyz".into());
         let err = plan(&s, path.as_deref()).expect_err("no interpreter");

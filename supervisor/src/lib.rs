@@ -28,6 +28,7 @@ pub mod lifecycle;
 pub mod log_writer;
 pub mod output;
 pub mod procs;
+pub mod rate_limit;
 pub mod reap;
 pub mod restart_policy;
 pub mod run;

@@ -138,6 +138,23 @@ fn tag_of(pid: i32) -> Option<String> {
 /// and returns their pids. On Linux each process is opened as a pidfd before its environment is
 /// read, and signalled through that pidfd, so a pid reused in between is never hit.
 pub fn signal_tagged(matches: impl Fn(&str) -> bool, sig: Signal) -> Vec<i32> {
+    signal_tagged_fds(matches, sig)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// SIGKILLs every process whose service tag satisfies `matches`, as [`signal_tagged`] does,
+/// then waits up to `wait` for them to be gone (their pidfds report the exit), so that what
+/// follows can count on it. Returns their pids.
+pub fn kill_tagged(matches: impl Fn(&str) -> bool, wait: std::time::Duration) -> Vec<i32> {
+    let hit = signal_tagged_fds(matches, Signal::SIGKILL);
+    let (pids, fds): (Vec<i32>, Vec<_>) = hit.into_iter().unzip();
+    pidfd::wait_exited(&fds, wait);
+    pids
+}
+
+fn signal_tagged_fds(matches: impl Fn(&str) -> bool, sig: Signal) -> Vec<(i32, pidfd::Fd)> {
     let me = std::process::id() as i32;
     let mut hit = Vec::new();
     for pid in all_pids() {
@@ -147,7 +164,7 @@ pub fn signal_tagged(matches: impl Fn(&str) -> bool, sig: Signal) -> Vec<i32> {
         let Some(fd) = pidfd::open(pid) else { continue };
         let Some(tag) = tag_of(pid) else { continue };
         if matches(&tag) && pidfd::send_signal(&fd, sig) {
-            hit.push(pid);
+            hit.push((pid, fd));
         }
     }
     hit
@@ -158,6 +175,8 @@ mod pidfd {
     use std::os::fd::{FromRawFd, OwnedFd};
 
     use nix::sys::signal::Signal;
+
+    pub type Fd = OwnedFd;
 
     pub fn open(pid: i32) -> Option<OwnedFd> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -180,21 +199,55 @@ mod pidfd {
         };
         r == 0
     }
+
+    /// Waits until every process is gone (its pidfd is readable), or `wait` has passed.
+    pub fn wait_exited(fds: &[OwnedFd], wait: std::time::Duration) {
+        use std::os::fd::AsRawFd;
+        let end = std::time::Instant::now() + wait;
+        let mut polls: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        while !polls.is_empty() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            // SAFETY: a valid array of pollfd structs of the given length.
+            let n = unsafe {
+                libc::poll(
+                    polls.as_mut_ptr(),
+                    polls.len() as libc::nfds_t,
+                    left.as_millis().max(1) as libc::c_int,
+                )
+            };
+            if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return;
+            }
+            polls.retain(|p| p.revents == 0);
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod pidfd {
     use nix::sys::signal::Signal;
 
-    pub struct NoFd;
+    pub struct Fd;
 
-    pub fn open(_pid: i32) -> Option<NoFd> {
+    pub fn open(_pid: i32) -> Option<Fd> {
         None
     }
 
-    pub fn send_signal(_fd: &NoFd, _sig: Signal) -> bool {
+    pub fn send_signal(_fd: &Fd, _sig: Signal) -> bool {
         false
     }
+
+    pub fn wait_exited(_fds: &[Fd], _wait: std::time::Duration) {}
 }
 
 #[cfg(test)]

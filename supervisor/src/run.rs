@@ -12,7 +12,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::control::{self, OnEof};
-use crate::runtime::{ClaimError, Instance, instance_name, runtime_dir};
+use crate::rate_limit::RateLimit;
+use crate::runtime::{ClaimError, Instance, instance_for, runtime_dir};
 use crate::supervisor::{self, Handle, Options};
 
 /// Exit code for a config file that cannot be used.
@@ -39,7 +40,13 @@ pub fn run_config(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let instance = instance_name(&config.path);
+    let instance = match instance_for(&config.path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("pm-supervisor: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     main(Setup {
         config: Some(config),
         instance,
@@ -60,14 +67,17 @@ pub fn serve(control_fd: Option<RawFd>, name: Option<String>, config: Option<Pat
         }
     };
     let instance = name
-        .or_else(|| config.as_ref().map(|c| instance_name(&c.path)))
+        .or_else(|| config.as_ref().and_then(|c| instance_for(&c.path).ok()))
         .unwrap_or_else(|| format!("serve-{}", std::os::unix::process::parent_id()));
     if !instance
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         || instance.starts_with('.')
+        || instance.len() > 64
     {
-        eprintln!("pm-supervisor: --name {instance:?}: use letters, digits, '-', '_' and '.' only");
+        eprintln!(
+            "pm-supervisor: --name {instance:?}: use at most 64 letters, digits, '-', '_' and '.'"
+        );
         return ExitCode::from(EXIT_CONFIG);
     }
     main(Setup {
@@ -89,6 +99,7 @@ fn main(setup: Setup) -> ExitCode {
     let instance = match claim(&setup.instance) {
         Ok(i) => i,
         Err(msg) => {
+            flush_diagnostics(std::time::Duration::from_millis(200));
             eprintln!("pm-supervisor: {msg}");
             return ExitCode::FAILURE;
         }
@@ -110,7 +121,11 @@ fn main(setup: Setup) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(supervise(setup, instance)) {
+    let result = runtime.block_on(supervise(setup, instance));
+    // Services are gone by now; whatever the runtime still holds (connections) goes with it.
+    drop(runtime);
+    flush_diagnostics(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             use std::io::Write as _;
@@ -121,8 +136,8 @@ fn main(setup: Setup) -> ExitCode {
 }
 
 fn claim(name: &str) -> Result<Instance, String> {
-    let dir = runtime_dir().map_err(|e| format!("runtime folder: {e}"))?;
-    Instance::claim(&dir, name).map_err(|e| match e {
+    let dir = runtime_dir().map_err(|e| e.to_string())?;
+    Instance::claim(dir, name).map_err(|e| match e {
         ClaimError::Running(r) => format!("{r}; stop it first"),
         other => other.to_string(),
     })
@@ -133,8 +148,9 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let socket_path = instance.socket_path();
-    let listener = bind_socket(&socket_path)?;
+    let listener = instance.dir().bind(&instance.socket_name())?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
     let (handle, join) = supervisor::spawn(Options {
         token: new_token(),
         instance: Some(instance),
@@ -191,36 +207,49 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     let result = join.await;
     signals.abort();
     accept.abort();
-    let _ = std::fs::remove_file(&socket_path);
     result.map_err(std::io::Error::other)
 }
 
-/// Binds the control socket with mode 0600. The instance lock is held, so a socket file already
-/// there belongs to a supervisor that is gone: it is replaced.
-fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("control socket {}: {e}", path.display()))
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
+/// Serves every connection on the control socket whose peer is this user (or root, who can
+/// act as any user anyway, as with ssh-agent). The socket's folder admits nobody else; the
+/// check on each connection is the second lock.
 async fn accept_loop(listener: tokio::net::UnixListener, handle: Handle, base: Arc<Path>) {
+    let me = nix::unistd::geteuid().as_raw();
+    let mut refusals = RateLimit::new(5, std::time::Duration::from_secs(10));
+    let mut failures = RateLimit::new(5, std::time::Duration::from_secs(10));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(control::serve_connection(
-                    stream,
-                    handle.clone(),
-                    None,
-                    base.clone(),
-                    OnEof::Nothing,
-                ));
-            }
+            Ok((stream, _)) => match stream.peer_cred() {
+                Ok(peer) if peer.uid() == me || peer.uid() == 0 => {
+                    tokio::spawn(control::serve_connection(
+                        stream,
+                        handle.clone(),
+                        None,
+                        base.clone(),
+                        OnEof::Nothing,
+                    ));
+                }
+                Ok(peer) => {
+                    if let Some(more) = refusals.allow() {
+                        tracing::warn!(
+                            uid = peer.uid(),
+                            pid = peer.pid(),
+                            more_refused = more,
+                            "control connection from uid {} refused: only this user may control the supervisor",
+                            peer.uid()
+                        );
+                    }
+                }
+                Err(e) => {
+                    if let Some(more) = refusals.allow() {
+                        tracing::warn!(%e, more_refused = more, "control connection refused: its peer cannot be identified");
+                    }
+                }
+            },
             Err(e) => {
-                tracing::warn!(%e, "control socket accept failed");
+                if let Some(more) = failures.allow() {
+                    tracing::warn!(%e, more_failures = more, "control socket accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
@@ -243,12 +272,17 @@ fn new_token() -> String {
     format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
 }
 
-/// Diagnostics of the supervisor itself go to stderr; `PM_LOG` sets the level.
+/// Diagnostics of the supervisor itself go to stderr; `PM_LOG` sets the level. They are written
+/// by a thread of their own from a bounded queue, so a stderr nobody reads (a pipe the launching
+/// app never drains) costs diagnostics, counted, never a stall.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let Some(queue) = StderrQueue::start() else {
+        return;
+    };
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(queue)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_target(false)
@@ -256,6 +290,105 @@ pub fn init_tracing() {
         // without this, tracing reports its own write errors with eprintln!, which panics.
         .log_internal_errors(false)
         .try_init();
+}
+
+/// Diagnostic lines waiting for stderr, at most.
+const STDERR_QUEUE: usize = 1024;
+
+/// Lines queued for stderr and not written yet, for [`flush_diagnostics`].
+static STDERR_PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The writer the diagnostics go through: each event is formatted into a buffer of its own and
+/// queued whole when the buffer is dropped, or dropped (and counted) when the queue is full.
+#[derive(Debug, Clone)]
+struct StderrQueue {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StderrQueue {
+    fn start() -> Option<StderrQueue> {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDERR_QUEUE);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = dropped.clone();
+        std::thread::Builder::new()
+            .name("pm-stderr".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let mut err = std::io::stderr();
+                for line in rx {
+                    let lost = counted.swap(0, Ordering::Relaxed);
+                    if lost > 0 {
+                        let _ = writeln!(err, "pm-supervisor: {lost} diagnostic lines were dropped: stderr was not read");
+                    }
+                    // A broken stderr (the app's terminal closed) discards.
+                    let _ = err.write_all(&line);
+                    STDERR_PENDING.fetch_sub(1, Ordering::Relaxed);
+                }
+            })
+            .ok()?;
+        Some(StderrQueue { tx, dropped })
+    }
+}
+
+/// One diagnostic line being formatted.
+struct StderrLine<'a> {
+    buf: Vec<u8>,
+    queue: &'a StderrQueue,
+}
+
+impl std::io::Write for StderrLine<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StderrLine<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.buf.is_empty() {
+            return;
+        }
+        STDERR_PENDING.fetch_add(1, Ordering::Relaxed);
+        if self
+            .queue
+            .tx
+            .try_send(std::mem::take(&mut self.buf))
+            .is_err()
+        {
+            STDERR_PENDING.fetch_sub(1, Ordering::Relaxed);
+            self.queue.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrQueue {
+    type Writer = StderrLine<'a>;
+
+    fn make_writer(&'a self) -> StderrLine<'a> {
+        StderrLine {
+            buf: Vec::new(),
+            queue: self,
+        }
+    }
+}
+
+/// Waits (at most `within`) for the queued diagnostics to reach stderr, before the process
+/// exits.
+pub fn flush_diagnostics(within: std::time::Duration) {
+    let end = std::time::Instant::now() + within;
+    while STDERR_PENDING.load(std::sync::atomic::Ordering::Relaxed) > 0
+        && std::time::Instant::now() < end
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Makes the process fit to supervise: fds 0-2 open (so no child channel or log file lands on

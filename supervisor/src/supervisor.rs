@@ -304,7 +304,7 @@ pub fn spawn(opts: Options) -> std::io::Result<(Handle, tokio::task::JoinHandle<
     // Registered before any child exists, so that no exit can be missed.
     let sigchld = signal(SignalKind::child())?;
     let (tx, rx) = mpsc::channel(256);
-    let (events, _) = broadcast::channel(4096);
+    let (events, _) = broadcast::channel(1024);
     let actor = actor::Actor::new(opts, events.clone())?;
     let join = tokio::spawn(actor.run(rx, sigchld));
     Ok((Handle { tx, events }, join))

@@ -18,6 +18,11 @@ def test_crates_build_and_pass_their_tests_from_the_packages_alone(tmp_path: Pat
     for name in ("pm-child", "pm-supervisor"):
         with tarfile.open(crate(name), "r:gz") as t:
             t.extractall(tmp_path, filter="data")
+    # Fresh modification times: the shared target folder below must rebuild these crates, whose
+    # tests carry this run's folder (env!("CARGO_MANIFEST_DIR")); a build left by an earlier run
+    # (other folder, same archive times) would read that folder's files.
+    for path in tmp_path.rglob("*"):
+        os.utime(path)
     (tmp_path / "Cargo.toml").write_text(f"""[workspace]
 resolver = "3"
 members = ["pm-child-{VERSION}", "pm-supervisor-{VERSION}"]

@@ -41,7 +41,9 @@ def test_wheels_pass_the_sdk_tests_in_a_fresh_virtualenv(version: str, tmp_path:
     run([interpreter(version), "-m", "venv", venv])
     py = venv / "bin" / "python"
     run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
-         wheel("pm_child"), wheel("pm_supervisor"), "pytest>=8,<10"])
+         wheel("pm_child"), wheel("pm_supervisor"), "pytest>=8,<10",
+         # The real programs the SDK's tests run services with (uvicorn, gunicorn, ...).
+         "-r", SDK / "tests" / "requirements.txt"])
 
     # What pip installed: the extension in site-packages, the binary on the venv's PATH.
     probe = run([py, "-c", "import sys, pm_child; print(sys.version_info[:2]); print(pm_child.__file__)"],

@@ -20,22 +20,32 @@ named by ``PM_CHANNEL_FD`` if it is the socket ``PM_CHANNEL_ID`` identifies and 
 leads its own session (pm starts every service with ``setsid``; a process started by a shell
 service, or a ``multiprocessing`` worker, inherits the fd and the variables but does not lead
 its session, and runs unsupervised). The channel is marked close-on-exec; the environment is
-left as it is. When called from the main thread, the first call also installs handlers for
-SIGTERM and SIGINT, so make it early, from the main thread.
+left as it is.
 
-The stop handlers run once, in registration order, on the first of: the supervisor's ``stop``
-message; EOF on the channel (the supervisor died); SIGTERM; SIGINT. They run on the SDK's
-thread ``pm-child-stop`` with the GIL held, one after the other; an ``async def`` handler runs on
-the asyncio loop that is running in the main thread when the stop begins (else on the loop that
-was running when it was registered, else on a new loop on the handler thread). A handler that
-raises is reported on stderr and the next one still runs. When all have run, ``SystemExit(0)``
-is raised in the main thread, so ``finally`` blocks and ``atexit`` functions run and the process
-exits with code 0 (also out of ``asyncio.run``); if the main thread has not exited 3 s later
-(stuck in native code, or held by non-daemon threads), stdout and stderr are flushed and the
-process ends with ``_exit(0)``.
+**No handlers, no change.** Until a stop handler is registered (or the app waits for the stop
+with ``wait_stop_requested``/``stop_requested``/``wait_handlers_done``/``handlers_done``), the
+SDK installs no signal handler and a stop is SIGTERM, as for a program without the SDK.
 
-Message handlers get each value the controlling process sends, exactly as it was sent; they run
-on the SDK's reader thread ``pm-child``, with the GIL held. Without a
+**With handlers** the first registration in the main thread installs handlers for SIGTERM and
+SIGINT (a handler the app or a framework had, or installs later, is kept and chained). The stop
+handlers run once, in registration order, on the first of: the supervisor's ``stop`` message;
+EOF on the channel (the supervisor died); SIGTERM; SIGINT. They run on the SDK's thread
+``pm-child-stop`` with the GIL held; an ``async def`` handler runs on the asyncio loop that is
+running in the main thread when the stop begins (else on the loop that was running when it was
+registered, else on a new loop). A handler that raises is reported on stderr and the next one
+still runs. Then the stop is handed to the app:
+
+- if the app waits for it through the SDK, its wait returns and the app exits when it is done;
+- else if the app has a SIGTERM (or SIGINT) handler of its own (uvicorn's, gunicorn's, one of
+  ``signal.signal``), that handler gets the signal once, and the app's own shutdown ends the
+  process;
+- else ``SystemExit(0)`` is raised in the main thread (``finally`` blocks and ``atexit``
+  functions run); if the main thread has not exited 3 s later, stdout and stderr are flushed
+  and the process ends with ``_exit(0)``.
+
+If the main flow ends while handlers still run, the interpreter's exit waits for them (until
+the stop's deadline). Message handlers get each value the controlling process sends, exactly
+as it was sent; they run on the SDK's reader thread ``pm-child``, with the GIL held. Without a
 supervisor, ``ready``, ``send`` and ``extend`` do nothing, ``supervised()`` is false, and the
 signal triggers still work. In a process forked from the one that connected (``os.fork``,
 ``multiprocessing``), the functions do nothing and the signal handlers are the defaults.
@@ -51,11 +61,23 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable, NoReturn, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from . import _pm_child as _native
 
-__all__ = ["on_stopping", "on_message", "ready", "send", "extend", "supervised", "__version__"]
+__all__ = [
+    "on_stopping",
+    "on_message",
+    "ready",
+    "send",
+    "extend",
+    "supervised",
+    "stop_requested",
+    "handlers_done",
+    "wait_stop_requested",
+    "wait_handlers_done",
+    "__version__",
+]
 
 __version__: str = _native.__version__
 
@@ -66,51 +88,83 @@ _MessageHandler = TypeVar("_MessageHandler", bound=Callable[[Any], object])
 _PROBE_S = 0.25
 _PROBE_AGAIN_S = 0.02
 
-_lock = threading.Lock()
-_owner_pid: Optional[int] = None  # the process that connected
-_signals = False  # our SIGTERM/SIGINT handlers were installed
-_stop_requested = False  # the stop has begun (as far as Python knows)
-_loop_known = False  # the main thread said which loop it runs (or that it runs none)
-_main_loop: Any = None  # that loop
-_finished = False  # the handlers have run: the next SIGTERM/SIGINT in the main thread exits
-_exit_raised = False
+# The native side's answers (src/lib.rs): what the main thread's signal handler is to do...
+_BEGIN, _PROBE, _DELIVER, _EXIT = 1, 2, 3, 4
+# ... and this module's plans for the end of a stop.
+_PLAN_APP_WAITS, _PLAN_DELIVER_DIRECT, _PLAN_DELIVER_VIA_SDK, _PLAN_EXIT, _PLAN_EXIT_NOW = range(5)
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+# What must be Python: the handlers this module's signal handlers replaced (the app's, called
+# when the stop is handed to it), and the asyncio loop the main thread runs. Everything else
+# about the stop lives in the native module.
+_prev: dict[int, Any] = {}
+_main_loop: Any = None
+_loop_known = False
+_wants_hooks = False  # registered off the main thread: install when the main thread runs
 
 
 def _connect() -> bool:
     """Connects on first use. Returns whether this process is the one that connected."""
-    global _owner_pid, _signals
-    if _owner_pid is not None:
-        return _owner_pid == os.getpid()
-    with _lock:
-        if _owner_pid is not None:
-            return _owner_pid == os.getpid()
-        _native.init(_exit_hook)
-        atexit.register(_native.python_exiting)
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _on_signal)
-            signal.signal(signal.SIGINT, _on_signal)
-            _signals = True
-        else:
-            print(
-                "pm-child: first used off the main thread, so SIGTERM and SIGINT are not "
-                "watched (use pm_child from the main thread first)",
-                file=sys.stderr,
-            )
-        _owner_pid = os.getpid()
-        return True
+    return _native.connect(sys.modules[__name__], threading.main_thread().ident or 0)
 
 
-def _ours(signum: int) -> bool:
-    return _signals and signal.getsignal(signum) is _on_signal
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _is_app_handler(handler: Any) -> bool:
+    return callable(handler) and handler is not _on_signal and \
+        handler is not signal.default_int_handler
+
+
+def _take_part() -> None:
+    """The app registered a stop handler or waits for the stop: watch SIGTERM and SIGINT.
+    Python installs signal handlers only in the main thread: from another thread, the main
+    thread is asked to do it at its next bytecode."""
+    global _wants_hooks
+    if _prev:
+        _keep_on_top()
+    elif _in_main_thread():
+        for signum in _SIGNALS:
+            _prev[signum] = signal.signal(signum, _on_signal)
+    else:
+        _wants_hooks = True
+        _native.check_in_main()
+
+
+def _keep_on_top() -> None:
+    """In the main thread: where the app (or a framework such as uvicorn, when it starts
+    serving) installed a handler over ours, ours goes back on top and theirs is the one the
+    stop is handed to."""
+    if not _prev or not _in_main_thread():
+        return
+    for signum in _SIGNALS:
+        current = signal.getsignal(signum)
+        if current is not _on_signal and _is_app_handler(current):
+            _prev[signum] = current
+            signal.signal(signum, _on_signal)
+
+
+def _say(text: str) -> None:
+    """A line on stderr that never raises (stderr may be a broken pipe)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _after_fork_in_child() -> None:
     # A forked process must not run its parent's stop handlers.
-    if _ours(signal.SIGTERM):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if _ours(signal.SIGINT):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in _SIGNALS:
+        if _prev and signal.getsignal(signum) is _on_signal:
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, default)
+    _prev.clear()
+
+
+atexit.register(_native.python_exiting)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _running_loop() -> Any:
@@ -119,51 +173,56 @@ def _running_loop() -> Any:
     return aio._get_running_loop() if aio is not None else None
 
 
-def _on_signal(signum: int, frame: object) -> None:
-    """SIGTERM/SIGINT in the main thread: a stop trigger, the stop thread's question about the
-    running loop, or (once the handlers are done) the exit."""
-    global _exit_raised, _stop_requested, _loop_known, _main_loop
-    if _finished:
-        if not _exit_raised:
-            _exit_raised = True
-            _native.exit_taken()
-            raise SystemExit(0)
-        return
+def _note_loop() -> None:
+    global _main_loop, _loop_known
     if not _loop_known:
         _main_loop = _running_loop()
         _loop_known = True
-    if not _stop_requested:
-        _stop_requested = True
-        _native.trigger_stop()
 
 
-def _exit_hook() -> Optional[int]:
-    """Called on pm-child-stop once every handler has run. Returns the ident of the main
-    thread when the extension is to send it SIGTERM (repeatedly, until _on_signal takes the
-    exit by raising SystemExit(0)); if the main thread has not exited 3 s after the handlers,
-    the extension flushes stdout and stderr and ends the process with _exit(0)."""
-    global _finished
-    _finished = True
-    main = threading.main_thread()
-    if not main.is_alive():
-        # The main thread is done and only non-daemon threads keep the process.
-        _hard_exit()
-    if main.ident is not None and _ours(signal.SIGTERM):
-        return main.ident
-    if main.ident is not None:
-        # No handler of ours to wake it: SystemExit at its next bytecode.
-        _native.raise_system_exit_in(main.ident)
-    return None
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGINT in the main thread: a stop trigger, the stop thread's question about the
+    running loop, the stop handed to the app's own handler, or the exit."""
+    what = _native.on_signal(signum)
+    if what == _BEGIN or what == _PROBE:
+        _note_loop()
+    elif what == _DELIVER:
+        handler = _prev.get(signum)
+        if callable(handler) and _is_app_handler(handler):
+            handler(signum, frame)
+    elif what == _EXIT:
+        raise SystemExit(0)
 
 
-def _hard_exit() -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
-    os._exit(0)
+def _in_main() -> None:
+    """Run in the main thread between two bytecodes, when the native side asks (no signal
+    needed): keep our handlers on top, and note the running loop once a stop has begun."""
+    if _native.phase() == 1:
+        _note_loop()
+    if _wants_hooks and not _prev and _native.phase() == 0:
+        _take_part()
+    _keep_on_top()
+
+
+def _plan(signum: int) -> tuple[int, int]:
+    """Called on pm-child-stop once every handler has run: how the app takes the stop, and with
+    which signal the native side reaches the main thread (0: no signal, SystemExit is raised
+    there directly)."""
+    if not threading.main_thread().is_alive():
+        # The main flow is over and only non-daemon threads keep the process.
+        return _PLAN_EXIT_NOW, 0
+    if _native.app_waits():
+        return _PLAN_APP_WAITS, 0
+    for s in dict.fromkeys((signum, signal.SIGTERM, signal.SIGINT)):
+        current = signal.getsignal(s)
+        if current is _on_signal:
+            if _is_app_handler(_prev.get(s)):
+                return _PLAN_DELIVER_VIA_SDK, s
+        elif _is_app_handler(current):
+            return _PLAN_DELIVER_DIRECT, s
+    if signal.getsignal(signal.SIGTERM) is _on_signal:
+        return _PLAN_EXIT, int(signal.SIGTERM)
+    return _PLAN_EXIT, 0
 
 
 def _is_awaitable(value: object) -> bool:
@@ -178,15 +237,21 @@ def _is_awaitable(value: object) -> bool:
 
 def _main_loop_at_stop() -> Any:
     """The asyncio loop running in the main thread now that the stop has begun, or None. When a
-    signal began the stop, its handler noted the loop; otherwise the main thread is asked with
-    a SIGTERM that our handler answers (bounded wait: it may be stuck in native code)."""
+    signal began the stop, its handler noted the loop; otherwise the main thread is asked: with
+    a SIGTERM that our handler answers when ours is on top (it also wakes a main thread blocked
+    in a system call), else between two of its bytecodes. Bounded wait: it may be stuck in
+    native code."""
     main = threading.main_thread()
-    if not _loop_known and main.ident is not None and main.is_alive() and _ours(signal.SIGTERM):
+    if not _loop_known and main.ident is not None and main.is_alive():
+        ours = signal.getsignal(signal.SIGTERM) is _on_signal
         deadline = time.monotonic() + _PROBE_S
         while not _loop_known and time.monotonic() < deadline:
             # Repeated: a signal that lands just before the main thread blocks in a call that
             # never returns by itself (an asyncio loop's epoll_wait) is noticed only later.
-            signal.pthread_kill(main.ident, signal.SIGTERM)
+            if ours:
+                signal.pthread_kill(main.ident, signal.SIGTERM)
+            else:
+                _native.check_in_main()
             again = min(deadline, time.monotonic() + _PROBE_AGAIN_S)
             while not _loop_known and time.monotonic() < again:
                 time.sleep(0.001)
@@ -194,12 +259,16 @@ def _main_loop_at_stop() -> Any:
 
 
 def _run_awaitable(awaitable: Any, loop: Any) -> None:
-    """Runs an awaitable to completion on `loop` (running in another thread), else on a new
-    loop in this thread."""
+    """Runs an awaitable to completion on `loop` (running in another thread), else (or if that
+    loop ends before the awaitable started) on a new loop in this thread."""
     import asyncio
     import concurrent.futures
 
+    started = False
+
     async def wrapper() -> None:
+        nonlocal started
+        started = True
         await awaitable
 
     if loop is not None and loop.is_running():
@@ -212,18 +281,26 @@ def _run_awaitable(awaitable: Any, loop: Any) -> None:
             while True:
                 done, _ = concurrent.futures.wait([future], timeout=0.1)
                 if done:
+                    if future.cancelled() and not started:
+                        break
                     future.result()
                     return
                 if loop.is_closed():
                     future.cancel()
-                    raise RuntimeError("the asyncio loop was closed before the handler finished")
+                    if started:
+                        raise RuntimeError("the asyncio loop was closed before the handler "
+                                           "finished")
+                    break
     asyncio.run(wrapper())
 
 
 def _print_traceback() -> None:
     import traceback
 
-    traceback.print_exc()
+    try:
+        traceback.print_exc()
+    except (OSError, ValueError):
+        pass
 
 
 def _name_thread(name: str) -> None:
@@ -237,8 +314,6 @@ def _stop_runner(handler: Callable[[], object]) -> Callable[[], None]:
     registered_loop = _running_loop()
 
     def run() -> None:
-        global _stop_requested
-        _stop_requested = True
         _name_thread("pm-child-stop")
         try:
             result = handler()
@@ -276,13 +351,15 @@ def on_stopping(handler: _StopHandler) -> _StopHandler:
 
     Handlers run once, in registration order, on the supervisor's ``stop``, on EOF of the
     channel, on SIGTERM or on SIGINT, on the thread ``pm-child-stop`` with the GIL held; then the
-    process exits with code 0. A handler that raises is reported on stderr
+    stop is handed to the app (its wait on the SDK, or its own signal handler), or the process
+    exits with code 0. A handler that raises is reported on stderr
     (``pm-child: stop handler #N failed: ...``, after its traceback) and the next one still
     runs. Handlers registered after the stop began are not run.
     """
     if not callable(handler):
         raise TypeError(f"on_stopping expects a callable, got {type(handler).__name__}")
     if _connect():
+        _take_part()
         _native.on_stopping(_stop_runner(handler))
     return handler
 
@@ -297,6 +374,7 @@ def on_message(handler: _MessageHandler) -> _MessageHandler:
     if not callable(handler):
         raise TypeError(f"on_message expects a callable, got {type(handler).__name__}")
     if _connect():
+        _keep_on_top()
         _native.on_message(_message_runner(handler))
     return handler
 
@@ -304,6 +382,7 @@ def on_message(handler: _MessageHandler) -> _MessageHandler:
 def ready() -> None:
     """Tells the supervisor the service is ready. Does nothing without a supervisor."""
     if _connect():
+        _keep_on_top()
         _native.ready()
 
 
@@ -338,3 +417,64 @@ def extend(ms: int) -> None:
 def supervised() -> bool:
     """Whether a supervisor's channel was found."""
     return _connect() and _native.supervised()
+
+
+def _app_waits() -> bool:
+    if not _connect():
+        return False
+    _native.set_app_waits()
+    _take_part()
+    return True
+
+
+def wait_stop_requested(timeout: Optional[float] = None) -> bool:
+    """Blocks until a stop begins (the supervisor's ``stop``, its death, SIGTERM or SIGINT),
+    at most ``timeout`` seconds; returns whether it began. Calling it hands the stop to the
+    app: after the handlers the SDK does not end the process, the app does, when it is done
+    (within the supervisor's ``killTimeout``). Returns False at once in a forked process."""
+    return _app_waits() and _native.wait_phase(1, timeout)
+
+
+def wait_handlers_done(timeout: Optional[float] = None) -> bool:
+    """Blocks until the stop handlers are done; otherwise like ``wait_stop_requested``."""
+    return _app_waits() and _native.wait_phase(2, timeout)
+
+
+def stop_requested() -> Awaitable[None]:
+    """An awaitable that completes when a stop begins; calling it hands the stop to the app, as
+    ``wait_stop_requested`` does. Await it on the app's loop, for instance to end
+    ``asyncio.run``'s main coroutine gracefully."""
+    return _wait_async(1, _app_waits())
+
+
+def handlers_done() -> Awaitable[None]:
+    """An awaitable that completes when the stop handlers are done; otherwise like
+    ``stop_requested``."""
+    return _wait_async(2, _app_waits())
+
+
+async def _wait_async(phase: int, connected: bool) -> None:
+    import asyncio
+
+    if not connected:
+        # A forked process: no stop comes through the SDK.
+        await asyncio.get_running_loop().create_future()
+    if _native.phase() >= phase:
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def wait() -> None:
+        _native.wait_phase(phase, None)
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:
+            pass  # the loop is closed: nobody awaits any more
+
+    # A daemon thread blocked without the GIL: it never holds up the interpreter's exit.
+    threading.Thread(target=wait, name="pm-child-wait", daemon=True).start()
+    await done

@@ -20,6 +20,7 @@ use crate::lifecycle::{AfterExit, Lifecycle};
 use crate::log_writer::{LogHub, Sink};
 use crate::output::{self, Stream};
 use crate::procs;
+use crate::rate_limit::RateLimit;
 use crate::reap::{self, Exit};
 use crate::restart_policy::RestartPolicy;
 use crate::runtime::Instance;
@@ -27,8 +28,20 @@ use crate::sentinel::{self, Sentinel};
 use crate::stop::{Action, StopSequence};
 
 /// Exits within this window share one scan for strays (a read of every process's environment):
-/// a crash loop of a hundred services costs a few scans a second, not hundreds.
+/// a crash loop of a hundred services costs a few scans a second, not hundreds. An exit someone
+/// waits for (a stop or restart request) is swept at once instead, so that the reply comes
+/// after its strays are gone.
 const SWEEP_DELAY: Duration = Duration::from_millis(100);
+/// How long a sweep waits for the strays it SIGKILLed to be gone.
+const SWEEP_WAIT: Duration = Duration::from_millis(100);
+/// After the last process is reaped, output readers get this long to drain their pipes, and the
+/// log writers until [`FINISH_WRITERS`], so that a shutdown ends within the largest killTimeout
+/// plus a second whatever the log files do.
+const FINISH_READERS: Duration = Duration::from_millis(300);
+const FINISH_WRITERS: Duration = Duration::from_millis(600);
+
+/// Most queued channel messages handled before a request (see the run loop).
+const CHANNEL_CATCH_UP: usize = 256;
 
 /// One running process of a service.
 struct Proc {
@@ -43,6 +56,8 @@ struct Proc {
     stop: Option<(StopSequence, StopReason)>,
     /// What to log about the SIGKILL sent to its group, once the exit shows it was needed.
     killed: Option<String>,
+    /// Lines about its `extend` requests: a child may send any number.
+    extend_lines: RateLimit,
 }
 
 struct Service {
@@ -53,6 +68,8 @@ struct Service {
     life: Lifecycle,
     last_exit: Option<Exit>,
     error: Option<String>,
+    /// Warnings about messages it did not take: a controller may send any number.
+    send_warnings: RateLimit,
 }
 
 impl Service {
@@ -146,6 +163,9 @@ pub(super) struct Actor {
     sweep_at: Option<Instant>,
     /// The state file is behind the process table (written once per turn of the loop).
     state_dirty: bool,
+    /// During a round of reaping: what waiters wait for that happened, settled after the
+    /// round's sweep, so that replies come once the exited processes' strays are gone.
+    deferred: Option<Vec<WaitFor>>,
 }
 
 fn ms(d: Duration) -> String {
@@ -160,7 +180,7 @@ impl Actor {
     pub(super) fn new(opts: Options, events: broadcast::Sender<Event>) -> std::io::Result<Actor> {
         let hub = LogHub::start()?;
         let sentinel = if opts.sentinel {
-            Some(Sentinel::start(&opts.token)?)
+            Some(Sentinel::start(&opts.token, [])?)
         } else {
             None
         };
@@ -187,6 +207,7 @@ impl Actor {
             to_sweep: HashSet::new(),
             sweep_at: None,
             state_dirty: false,
+            deferred: None,
         })
     }
 
@@ -207,19 +228,30 @@ impl Actor {
             .into_iter()
             .flatten()
             .min();
+            // Exits and deadlines first, then requests, then children's messages: a child that
+            // floods its channel can delay neither a stop nor another client's answer.
             tokio::select! {
                 biased;
                 _ = sigchld.recv() => self.reap_round(),
-                Some((proc, ev)) = chan_rx.recv() => self.on_channel(proc, ev),
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+                    self.fire_timers();
+                }
                 req = rx.recv() => match req {
-                    Some(req) => self.on_request(req),
+                    Some(req) => {
+                        // What children said before this request is known before it is acted
+                        // on (a `hello` decides how a stop begins); bounded, so that a flood
+                        // cannot hold the request up.
+                        for _ in 0..chan_rx.len().min(CHANNEL_CATCH_UP) {
+                            let Ok((proc, ev)) = chan_rx.try_recv() else { break };
+                            self.on_channel(proc, ev);
+                        }
+                        self.on_request(req);
+                    }
                     // Every handle is gone: nobody can stop us any more, so stop everything.
                     None if self.shutdown.is_none() => self.begin_shutdown(None),
                     None => {}
                 },
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
-                    self.fire_timers();
-                }
+                Some((proc, ev)) = chan_rx.recv() => self.on_channel(proc, ev),
             }
             // One write however many launches this turn made (a hundred services start at once).
             if std::mem::take(&mut self.state_dirty) {
@@ -233,18 +265,21 @@ impl Actor {
     }
 
     async fn finish(mut self) {
+        let start = Instant::now();
         // Anything of this run still carrying its tag (descendants that left their group).
         let prefix = format!("{}-", self.token);
-        procs::signal_tagged(|t| t.starts_with(&prefix), Signal::SIGKILL);
-        // Output pipes reach EOF once the last process holding them is gone.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        procs::kill_tagged(|t| t.starts_with(&prefix), SWEEP_WAIT);
+        // Output pipes reach EOF once the last process holding them is gone; a reader still
+        // waiting then (its pipe held by a process that escaped every sweep, or its log file
+        // stuck) is dropped.
+        let _ = tokio::time::timeout_at((start + FINISH_READERS).into(), async {
             while self.pumps.join_next().await.is_some() {}
         })
         .await;
         self.pumps.abort_all();
-        self.hub.close();
+        self.hub.close(start + FINISH_WRITERS);
         if let Some(s) = self.sentinel.take() {
-            s.dismiss();
+            s.dismiss().await;
         }
         if let Some(i) = &self.instance {
             i.clear();
@@ -324,6 +359,7 @@ impl Actor {
                 life: Lifecycle::new(policy, await_ready),
                 last_exit: None,
                 error: None,
+                send_warnings: RateLimit::new(3, Duration::from_secs(10)),
             },
         );
         self.launch(id);
@@ -392,6 +428,7 @@ impl Actor {
             ready: false,
             stop: None,
             killed: None,
+            extend_lines: RateLimit::new(3, Duration::from_secs(1)),
         });
         svc.life.launched();
         svc.error = None;
@@ -418,9 +455,10 @@ impl Actor {
         };
         svc.error = Some(e.to_string());
         let after = svc.life.launch_failed(Instant::now());
-        // An error on stderr whatever the log target: it needs a person's attention.
-        tracing::error!(service = %svc.label(), "cannot launch: {e}");
+        // An error on stderr whatever the log target: it needs a person's attention. The log
+        // line first, so that its time is the failure's.
         pm_line(&svc.label(), &svc.sink, &format!("cannot launch: {e}"));
+        tracing::error!(service = %svc.label(), "cannot launch: {e}");
         self.emit(
             id,
             EventKind::LaunchFailed {
@@ -563,6 +601,10 @@ impl Actor {
 
     /// Something a waiter may wait for happened.
     fn settle(&mut self, what: WaitFor) {
+        if let Some(later) = &mut self.deferred {
+            later.push(what);
+            return;
+        }
         let mut i = 0;
         while i < self.waiters.len() {
             self.waiters[i].pending.remove(&what);
@@ -600,12 +642,15 @@ impl Actor {
         }
         let mut sent = 0;
         for id in ids {
-            let svc = &self.services[&id];
+            let Some(svc) = self.services.get_mut(&id) else {
+                continue;
+            };
             if let Some(chan) = svc.proc.as_ref().and_then(|p| p.chan.as_ref()) {
                 if chan.send(line.clone()) {
                     sent += 1;
-                } else {
-                    tracing::warn!(service = %svc.label(), "message not delivered: the child is not reading its channel");
+                } else if let Some(more) = svc.send_warnings.allow() {
+                    let label = svc.label();
+                    tracing::warn!(service = %label, more_not_delivered = more, "message not delivered: the child is not reading its channel");
                 }
             }
         }
@@ -853,11 +898,17 @@ impl Actor {
             ChannelEvent::Message(FromChild::Extend { ms: wanted }) => {
                 if let Some((seq, _)) = p.stop.as_mut() {
                     let until = seq.extend(Instant::now(), wanted);
-                    let text = format!(
-                        "stop extended by {wanted} ms on request; SIGKILL in {}",
-                        ms(until.saturating_duration_since(Instant::now()))
-                    );
-                    lifecycle(&label, &svc.sink, &text);
+                    if let Some(more) = p.extend_lines.allow() {
+                        let also = match more {
+                            0 => String::new(),
+                            n => format!(" ({n} more requests not shown)"),
+                        };
+                        let text = format!(
+                            "stop extended by {wanted} ms on request; SIGKILL in {}{also}",
+                            ms(until.saturating_duration_since(Instant::now()))
+                        );
+                        lifecycle(&label, &svc.sink, &text);
+                    }
                 }
             }
             // PM2's `process.send('ready')` said ready above, and is application data as well.
@@ -897,6 +948,7 @@ impl Actor {
     /// Reaps every exited child. A service's process is peeked at first and its group killed
     /// while its zombie still holds the group id; strays outside the group are swept soon after.
     fn reap_round(&mut self) {
+        self.deferred = Some(Vec::new());
         loop {
             let known: Vec<Pid> = self
                 .by_pid
@@ -919,6 +971,18 @@ impl Actor {
                 break;
             }
         }
+        // Replies waiting for these exits go out once the exited processes' strays are gone.
+        let settled = self.deferred.take().unwrap_or_default();
+        let awaited = self
+            .waiters
+            .iter()
+            .any(|w| settled.iter().any(|s| w.pending.contains(s)));
+        if awaited && !self.to_sweep.is_empty() {
+            self.sweep();
+        }
+        for what in settled {
+            self.settle(what);
+        }
         // Finished output readers of earlier processes.
         while self.pumps.try_join_next().is_some() {}
     }
@@ -932,29 +996,27 @@ impl Actor {
         if tags.is_empty() {
             return;
         }
-        let hit = procs::signal_tagged(|t| tags.contains(t), Signal::SIGKILL);
+        let hit = procs::kill_tagged(|t| tags.contains(t), SWEEP_WAIT);
         if !hit.is_empty() {
-            tracing::info!(pids = ?hit, "killed processes that had left their service's process group");
+            let some = &hit[..hit.len().min(10)];
+            tracing::info!(count = hit.len(), pids = ?some, "killed processes that had left their service's process group");
         }
         self.state_dirty = true;
     }
 
     fn restart_sentinel(&mut self) {
         tracing::warn!("the sentinel process died; starting a new one");
-        match Sentinel::start(&self.token) {
-            Ok(mut s) => {
-                for svc in self.services.values() {
-                    if let Some(p) = &svc.proc {
-                        s.add(&sentinel::Record {
-                            pid: p.pid.as_raw(),
-                            start_time: p.start_ticks,
-                            grace: svc.spec.kill_timeout,
-                            term: !p.hello || p.chan.is_none(),
-                        });
-                    }
-                }
-                self.sentinel = Some(s);
-            }
+        let records = self.services.values().filter_map(|svc| {
+            let p = svc.proc.as_ref()?;
+            Some(sentinel::Record {
+                pid: p.pid.as_raw(),
+                start_time: p.start_ticks,
+                grace: svc.spec.kill_timeout,
+                term: !p.hello || p.chan.is_none(),
+            })
+        });
+        match Sentinel::start(&self.token, records) {
+            Ok(s) => self.sentinel = Some(s),
             Err(e) => {
                 tracing::error!(%e, "cannot start a new sentinel: a SIGKILL of the supervisor would now leave services running");
                 self.sentinel = None;

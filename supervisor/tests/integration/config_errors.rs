@@ -125,3 +125,100 @@ fn a_second_supervisor_on_the_same_config_is_refused() {
         Some(0)
     );
 }
+
+/// Like [`refuse`], for files today's code might accept and run: bounded in time.
+fn refuse_soon(t: &TestDir, text: &str) -> String {
+    let path = t.write("services.json", text);
+    let status = crate::support::status_within(
+        &mut t.command(&["run", path.to_str().expect("utf-8")]),
+        Duration::from_secs(10),
+    );
+    let err = t.stderr();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "stderr: {err}");
+    assert!(
+        err.contains(&format!("{}:", path.display())),
+        "names the file: {err}"
+    );
+    err
+}
+
+#[test]
+fn names_that_could_forge_log_lines_are_refused_with_place_and_field() {
+    let t = TestDir::new();
+    for name in [
+        "two\nlines",
+        "carriage\rreturn",
+        "\u{1b}[31mred",
+        "bell\u{7}",
+        "c1\u{9b}31m",
+        "web out | forged",
+        "rtl\u{202e}desrever",
+    ] {
+        let text = format!(
+            "{{\"services\": [\n  {{\"script\": \"/bin/true\",\n   \"name\": {}}}\n]}}",
+            serde_json::to_string(name).expect("json")
+        );
+        let err = refuse_soon(&t, &text);
+        assert!(err.contains(":3:"), "{name:?}: {err}");
+        assert!(err.contains("services[0].name"), "{name:?}: {err}");
+        // The message itself must not carry the character it refuses.
+        assert_eq!(err.lines().count(), 1, "{name:?}: {err:?}");
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+    }
+}
+
+#[test]
+fn nul_bytes_in_paths_are_refused_with_place_and_field() {
+    let t = TestDir::new();
+    for field in ["log", "interpreter", "nodePath", "cwd"] {
+        let text = format!(
+            "{{\"services\": [\n  {{\"script\": \"/bin/true\",\n   \"{field}\": \"a\\u0000b\"}}\n]}}"
+        );
+        let err = refuse_soon(&t, &text);
+        assert!(
+            err.contains(":3:")
+                && err.contains(&format!("services[0].{field}"))
+                && err.contains("NUL"),
+            "{field}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_byte_order_mark_or_a_top_level_array_gets_a_clear_message() {
+    let t = TestDir::new();
+    let err = refuse_soon(&t, "\u{feff}{\"services\": []}");
+    assert!(
+        err.contains(":1:1:") && err.contains("byte-order mark"),
+        "{err}"
+    );
+    let err = refuse_soon(&t, "[{\"script\": \"/bin/true\"}]");
+    assert!(
+        err.contains(":1:1:") && err.contains("{\"services\": [...]}"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_start_request_with_a_bad_name_is_refused() {
+    use serde_json::json;
+    let t = TestDir::new();
+    let config = t.config(json!([]));
+    let mut sup = t.run(&config);
+    let mut c = crate::support::Conn::open(&t);
+    for name in ["a\nb", "\u{1b}]0;title\u{7}", "x | y"] {
+        let r = c.ask(json!({"type": "start", "spec": {"script": "/bin/true", "name": name}}));
+        assert_eq!(r["code"], "bad_spec", "{name:?}: {r}");
+        assert!(
+            r["error"].as_str().unwrap_or("").contains("spec.name"),
+            "{r}"
+        );
+    }
+    let rows = c.ask(json!({"type": "list"}));
+    assert_eq!(rows["result"], json!([]), "nothing started");
+    sup.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        sup.wait(Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(0)
+    );
+}

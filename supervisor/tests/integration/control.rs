@@ -162,6 +162,8 @@ fn closing_the_control_channel_stops_everything() {
     }
     t.wait_event("s0", "started");
     t.wait_event("s1", "started");
+    // The supervisor knows s0 speaks the protocol once it has said ready (after its hello).
+    c.until("s0 ready", |v| v["event"] == "ready" && v["name"] == "s0");
     // The controlling process dies: its end of the channel closes.
     drop(c);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));

@@ -330,3 +330,140 @@ fn a_log_file_deleted_under_the_supervisor_is_created_again() {
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
 }
+
+/// The supervisor's sentinel process (`pm-supervisor __sentinel`), a child of `sup`.
+fn sentinel_of(sup: i32) -> i32 {
+    poll(PATIENCE, || {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok());
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                ppid == Some(sup) && cmd.windows(10).any(|w| w == b"__sentinel")
+            })
+    })
+    .expect("the sentinel process")
+}
+
+#[test]
+fn a_stopped_sentinel_blocks_nothing() {
+    let t = TestDir::new();
+    // Crash-looping as fast as it can: every start and exit is news for the sentinel.
+    let config = t.config(json!([{"name": "loop", "script": "/bin/false", "restartAt": [1]}]));
+    let mut sup = t.run(&config);
+    let sentinel = sentinel_of(sup.pid());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sentinel), Signal::SIGSTOP)
+        .expect("SIGSTOP the sentinel");
+    let mut c = crate::support::Conn::open(&t);
+    // Well past the ~1,700 restarts whose news filled the sentinel's pipe.
+    let start = Instant::now();
+    let mut restarts = 0;
+    while restarts < 2500 && start.elapsed() < Duration::from_secs(30) {
+        let r = c
+            .ask_within(json!({"type": "list"}), Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to list after {restarts} restarts"));
+        restarts = r["result"][0]["restarts"].as_u64().expect("restarts");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "{restarts} restarts in {:?} with the sentinel stopped",
+        start.elapsed()
+    );
+    assert!(restarts >= 2300, "only {restarts} restarts");
+    let asked = Instant::now();
+    assert!(
+        c.ask_within(json!({"type": "list"}), Duration::from_secs(5))
+            .is_some()
+    );
+    let ls = asked.elapsed();
+    assert!(ls < Duration::from_millis(500), "list took {ls:?}");
+    let asked = Instant::now();
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    // It did not leave its stopped sentinel behind.
+    poll(Duration::from_secs(5), || {
+        (!TestDir::alive(i64::from(sentinel))).then_some(())
+    })
+    .expect("the sentinel is gone");
+}
+
+#[test]
+fn an_extend_flood_writes_a_bounded_number_of_lines() {
+    let t = TestDir::new();
+    let script = t.write(
+        "extender.py",
+        "import os, socket, sys, time\n\
+         s = socket.socket(fileno=int(os.environ['PM_CHANNEL_FD']))\n\
+         s.sendall(b'{\"cmd\":\"NODE_PM\",\"type\":\"hello\",\"protocol\":2}\\n{\"cmd\":\"NODE_PM\",\"type\":\"ready\"}\\n')\n\
+         for line in s.makefile('rb'):\n\
+         \x20   if b'\"stop\"' in line:\n\
+         \x20       s.sendall(b'{\"cmd\":\"NODE_PM\",\"type\":\"stopping\"}\\n')\n\
+         \x20       s.sendall(b'{\"cmd\":\"NODE_PM\",\"type\":\"extend\",\"ms\":1000}\\n' * 50000)\n\
+         \x20       open(os.path.join(os.environ['PM_TEST_DIR'], 'flooded'), 'w').close()\n\
+         \x20       time.sleep(1)\n\
+         \x20       sys.exit(0)\n",
+    );
+    let config =
+        t.config(json!([{"name": "x", "script": script, "log": "x.log", "killTimeout": 5000}]));
+    let mut sup = t.run(&config);
+    // Once it is ready, the supervisor knows it speaks the protocol: it gets `stop`.
+    poll(PATIENCE, || {
+        std::fs::read_to_string(t.path().join("x.log"))
+            .ok()
+            .filter(|s| s.contains("x pm  | ready"))
+    })
+    .expect("ready");
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    assert!(
+        t.path().join("flooded").exists(),
+        "the child sent its extends"
+    );
+    let log = std::fs::read_to_string(t.path().join("x.log")).expect("log");
+    let in_log = log.matches("stop extended").count();
+    let on_stderr = t.stderr().matches("stop extended").count();
+    assert!(
+        (1..=20).contains(&in_log),
+        "{in_log} lines about extend in the log"
+    );
+    assert!(on_stderr <= 20, "{on_stderr} lines about extend on stderr");
+}
+
+#[test]
+fn a_stderr_nobody_reads_blocks_nothing() {
+    let t = TestDir::new();
+    // Every start and exit of a service with a log file is also a line on stderr.
+    let config = t.config(
+        json!([{"name": "loop", "script": "/bin/false", "restartAt": [1], "log": "loop.log"}]),
+    );
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    let mut cmd = t.command(&["run", config.to_str().expect("utf-8")]);
+    cmd.stderr(std::fs::File::from(write_end));
+    let mut sup = crate::support::Supervisor::from_child(cmd.spawn().expect("start"), t.path());
+    drop(cmd);
+    let mut c = crate::support::Conn::open(&t);
+    // Far more than a pipe holds (64 KiB, some 500 lines).
+    let start = Instant::now();
+    let mut restarts = 0;
+    while restarts < 1500 && start.elapsed() < Duration::from_secs(30) {
+        let r = c
+            .ask_within(json!({"type": "list"}), Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to list after {restarts} restarts"));
+        restarts = r["result"][0]["restarts"].as_u64().expect("restarts");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(restarts >= 1500, "only {restarts} restarts");
+    let asked = Instant::now();
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    drop(read_end);
+}

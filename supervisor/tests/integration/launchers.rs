@@ -167,3 +167,27 @@ fn output_without_log_goes_to_stdout_prefixed_and_with_log_to_the_file() {
     assert!(log.contains("logged pm  | stopped"), "{log}");
     assert!(!log.contains("plain"), "{log}");
 }
+
+#[test]
+fn a_folder_given_as_script_is_reported_as_a_folder() {
+    let t = TestDir::new();
+    std::fs::create_dir(t.path().join("tool")).expect("mkdir");
+    std::fs::create_dir(t.path().join("pkg.py")).expect("mkdir");
+    let config = t.config(json!([
+        {"name": "tool", "script": "tool", "restartAt": []},
+        {"name": "pkg", "script": "pkg.py", "restartAt": []}
+    ]));
+    let mut sup = t.run(&config);
+    crate::support::socket_path(&t);
+    let rows = crate::support::poll(PATIENCE, || {
+        let rows = crate::restart::ls(&t);
+        rows.iter().all(|r| r["state"] == "failed").then_some(rows)
+    })
+    .expect("both failed to launch");
+    for r in &rows {
+        let e = r["error"].as_str().unwrap_or("");
+        assert!(e.contains("is a folder, not a file"), "{r}");
+    }
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}

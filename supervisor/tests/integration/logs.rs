@@ -264,13 +264,12 @@ fn an_unwritable_log_is_reported_and_the_service_keeps_running() {
     t.write("not-a-folder", "");
     let config = t.config(json!([
         {"name": "bad", "script": fixture("output.py"), "args": ["lines", "2000"], "log": "not-a-folder/bad.log"},
-        {"name": "full", "script": fixture("output.py"), "args": ["lines", "2000"], "log": "/dev/full"},
         {"name": "good", "script": fixture("output.py"), "args": ["lines", "2000"], "log": "good.log"}
     ]));
     let mut sup = t.run(&config);
-    // Their output was discarded, not held: they finished writing and keep running.
+    // Its output was discarded, not held: it finished writing and keeps running. (A full disk
+    // is tested in log_faults.)
     t.wait_event("bad", "written");
-    t.wait_event("full", "written");
     t.wait_event("good", "written");
     poll(PATIENCE, || {
         let s = std::fs::read_to_string(t.path().join("good.log")).ok()?;
@@ -284,11 +283,6 @@ fn an_unwritable_log_is_reported_and_the_service_keeps_running() {
         "reported once: {err}"
     );
     assert!(err.contains("not-a-folder/bad.log"), "{err}");
-    assert_eq!(
-        err.matches("cannot write the log file").count(),
-        1,
-        "reported once: {err}"
-    );
     let rows = crate::restart::ls(&t);
     assert!(rows.iter().all(|r| r["state"] == "running"), "{rows:?}");
     sup.signal(Signal::SIGTERM);

@@ -115,3 +115,34 @@ fn leftovers_of_a_crashed_run_are_killed_by_the_next_start() {
     t.wait_all_gone(Duration::from_secs(5))
         .expect("nothing left");
 }
+
+#[test]
+fn stop_and_restart_return_once_setsid_escapees_are_gone() {
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "e", "script": fixture("child.py"), "args": ["escapee"], "killTimeout": 300}]));
+    let mut sup = t.run(&config);
+    let mut c = crate::support::Conn::open(&t);
+    let first = t.wait_event("e", "escapee")["child"].as_i64().expect("pid");
+    let r = c.ask(json!({"type": "restart", "name": "e"}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        !TestDir::alive(first),
+        "escapee {first} outlived the restart reply"
+    );
+    let second = crate::support::poll(PATIENCE, || {
+        t.events()
+            .into_iter()
+            .filter(|e| e["event"] == "escapee")
+            .filter_map(|e| e["child"].as_i64())
+            .find(|&p| p != first)
+    })
+    .expect("a second escapee");
+    let r = c.ask(json!({"type": "stop", "name": "e"}));
+    assert_eq!(r["result"][0]["state"], "stopped", "{r}");
+    assert!(
+        !TestDir::alive(second),
+        "escapee {second} outlived the stop reply"
+    );
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}

@@ -141,10 +141,14 @@ fn only_the_process_pm_started_takes_the_channel_not_a_shells_child() {
     sup.wait_stdout("sh pm  | ready");
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
-    // The service's own process said hello: it was stopped by its `stop`, not a signal.
+    // The service's own process said hello: it was sent `stop`, and having no stop handlers
+    // it asked for SIGTERM, as a program without the SDK gets.
     let out = t.stdout();
-    assert!(out.contains("sh pm  | stopped: exit code 0"), "{out}");
-    assert!(!out.contains("SIGTERM sent"), "{out}");
+    assert!(out.contains("sh pm  | stopped: signal SIGTERM"), "{out}");
+    assert!(
+        out.contains("(it has no stop handlers and asked for it)"),
+        "{out}"
+    );
     assert_eq!(out.matches("sh pm  | ready").count(), 1, "{out}");
 }
 
@@ -166,4 +170,20 @@ fn async_handlers_run_with_the_tokio_feature() {
         "{}",
         t.stdout()
     );
+}
+
+#[test]
+fn a_handler_that_prints_completes_after_the_supervisor_is_killed() {
+    // Last words: stdout and stderr may have lost their reader with the supervisor; a handler
+    // printing 100 lines (println! panics on EPIPE) still completes.
+    let t = TestDir::new();
+    let config = t.config(json!([{"name": "pr", "script": sdk_child_bin(), "args": ["printer"], "killTimeout": 5000}]));
+    let mut sup = t.run(&config);
+    t.wait_event("pr", "started");
+    sup.signal(Signal::SIGKILL);
+    sup.wait(PATIENCE).expect("reaped");
+    t.wait_event("pr", "printer-done");
+    assert_eq!(handlers_ran(&t, "pr"), vec![1, 3]);
+    t.wait_all_gone(Duration::from_secs(5))
+        .expect("nothing left");
 }

@@ -320,3 +320,171 @@ pub fn sdk_child_bin() -> String {
 pub fn label_colour(label: &str) -> u8 {
     pm_supervisor::output::label_colour(label)
 }
+
+/// Whether the tests run as root (some need to act as a second user).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A user id that is not ours, for tests that need a second local user (run as root).
+pub const OTHER_UID: u32 = 65534;
+
+/// Makes `cmd` run as `uid` (and its group), with no supplementary groups. Needs root.
+pub fn as_user(cmd: &mut Command, uid: u32) {
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe; they run in the forked child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::setgroups(0, std::ptr::null()) == -1
+                || libc::setgid(uid) == -1
+                || libc::setuid(uid) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The control socket of the only supervisor running in this test's runtime folder.
+pub fn socket_path(t: &TestDir) -> PathBuf {
+    let rt = t.path().join("rt");
+    poll(PATIENCE, || {
+        std::fs::read_dir(&rt)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "sock"))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no control socket in {}; stderr: {}",
+            rt.display(),
+            t.stderr()
+        )
+    })
+}
+
+/// A client on a supervisor's control socket. Reads time out, so that a test waiting for a
+/// supervisor that does not answer fails instead of hanging.
+pub struct Conn {
+    stream: std::io::BufReader<std::os::unix::net::UnixStream>,
+    next: u64,
+}
+
+impl Conn {
+    /// Connects to the control socket of the test's supervisor.
+    pub fn open(t: &TestDir) -> Conn {
+        let path = socket_path(t);
+        let s = poll(PATIENCE, || {
+            std::os::unix::net::UnixStream::connect(&path).ok()
+        })
+        .expect("connect to the control socket");
+        Conn::from_stream(s)
+    }
+
+    pub fn from_stream(s: std::os::unix::net::UnixStream) -> Conn {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        Conn {
+            stream: std::io::BufReader::new(s),
+            next: 0,
+        }
+    }
+
+    pub fn stream(&self) -> &std::os::unix::net::UnixStream {
+        self.stream.get_ref()
+    }
+
+    /// Sends a request (an id is added) and returns its id.
+    pub fn send(&mut self, mut req: Value) -> u64 {
+        use std::io::Write;
+        self.next += 1;
+        req["id"] = self.next.into();
+        let mut line = serde_json::to_vec(&req).expect("json");
+        line.push(b'\n');
+        self.stream
+            .get_mut()
+            .write_all(&line)
+            .expect("write request");
+        self.next
+    }
+
+    /// The next line, if one comes within `timeout`; None on timeout. Panics on EOF.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<Value> {
+        match self.try_next_line(timeout) {
+            None => None,
+            Some(None) => panic!("the supervisor closed the connection"),
+            Some(Some(v)) => Some(v),
+        }
+    }
+
+    /// Like [`next_line`](Self::next_line), but Some(None) on EOF.
+    pub fn try_next_line(&mut self, timeout: Duration) -> Option<Option<Value>> {
+        use std::io::BufRead;
+        let end = Instant::now() + timeout;
+        let mut line = String::new();
+        loop {
+            match self.stream.read_line(&mut line) {
+                Ok(0) => return Some(None),
+                Ok(_) if line.ends_with('\n') => {
+                    return Some(Some(
+                        serde_json::from_str(&line).expect("the supervisor writes JSON lines"),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(None),
+                Err(e) => panic!("read: {e}"),
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+        }
+    }
+
+    /// Sends a request and waits up to `timeout` for its reply.
+    pub fn ask_within(&mut self, req: Value, timeout: Duration) -> Option<Value> {
+        let id = self.send(req);
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let v = self.next_line(left)?;
+            if v["type"] == "reply" && v["id"] == id {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Sends a request and returns its reply.
+    pub fn ask(&mut self, req: Value) -> Value {
+        let what = req.to_string();
+        self.ask_within(req, PATIENCE)
+            .unwrap_or_else(|| panic!("no reply to {what} within {PATIENCE:?}"))
+    }
+}
+
+/// Spawns `cmd` and waits up to `timeout` for it to exit; a process still running then is
+/// killed, and None returned.
+pub fn status_within(cmd: &mut Command, timeout: Duration) -> Option<ExitStatus> {
+    let mut child = cmd.spawn().expect("spawn");
+    let status = poll(timeout, || child.try_wait().expect("try_wait"));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
