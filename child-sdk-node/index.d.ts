@@ -1,8 +1,9 @@
 // Type definitions for pm-child, the child SDK of the pm process supervisor.
 //
 // The first call of any function below connects to the supervisor (when Node's IPC channel is
-// the one pm gave this process) and installs SIGTERM and SIGINT listeners. See README.md and
-// protocol.md, section 9.
+// the one pm gave this process). SIGTERM and SIGINT listeners are installed only by the first
+// onstopping(), stopRequested() or handlersDone(): until then the process stops exactly as it
+// would without the SDK. See README.md and protocol.md, section 9.
 
 /** A JSON value, as it travels on the channel. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
@@ -23,17 +24,46 @@ export type MessageHandler = (data: JsonValue) => unknown
  * Registers a stop handler.
  *
  * Handlers run once, in registration order, each awaited, on the first of: the supervisor's
- * `stop` message, the supervisor's death (the channel closes), SIGTERM, SIGINT. When all have
- * run and queued channel messages are written, the process exits with code 0. Handlers
- * registered after the stop began are not run.
+ * `stop` message, the supervisor's death (the channel closes), SIGTERM, SIGINT. Handlers
+ * registered after the stop began are not run. The first call installs the SDK's SIGTERM and
+ * SIGINT listeners (placed before any others).
+ *
+ * Then the stop goes to the application, which ends the process itself: to its
+ * {@link stopRequested} / {@link handlersDone} wait if it has one, else to its own
+ * `process.on('SIGTERM')` listeners (a real signal reaches them along with the SDK's; a stop
+ * from pm is emitted to them once the handlers are done, or to its SIGINT listeners if it has
+ * only those). Otherwise the SDK exits with code 0, once the HTTP responses in flight on servers
+ * that were closed have ended and queued channel messages are written. During the stop, HTTP
+ * responses not started yet get `Connection: close`, so a server's `close()` ends with its
+ * requests in flight, not with its idle keep-alive clients.
  *
  * Under a supervisor the handlers have the service's `killTimeout` before SIGKILL (ask for
  * more with {@link extend}); after the supervisor's death, at most 800 ms.
  *
  * @example
- * pm.onstopping(async () => { await server.close() })
+ * pm.onstopping(() => {
+ *   server.close() // the SDK lets the requests in flight finish, then exits
+ * })
  */
 export function onstopping(handler: StopHandler): void
+
+/**
+ * Resolves when a stop begins (before the stop handlers run). Calling it makes the application
+ * take part in the stop: the SDK installs its SIGTERM and SIGINT listeners as
+ * {@link onstopping} does, answers pm's `stop` with `stopping`, and never exits the process
+ * itself: the process ends when the application's work is done (its servers closed, its timers
+ * cleared), or with its own `process.exit()`. A stop from pm then goes to this wait, not to
+ * the application's SIGTERM listeners. Call it before the stop comes.
+ *
+ * @example
+ * await pm.stopRequested()
+ * await new Promise((resolve) => server.close(resolve))
+ * await db.end() // then nothing holds the event loop: the process exits with code 0
+ */
+export function stopRequested(): Promise<void>
+
+/** As {@link stopRequested}, but resolves once every stop handler has run. */
+export function handlersDone(): Promise<void>
 
 /**
  * Registers a handler for every value the controlling process sends through the supervisor.

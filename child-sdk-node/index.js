@@ -8,20 +8,38 @@
 //   runs unsupervised. Then `hello` is sent;
 // - pm's messages come on 'internalMessage' (Node's route for objects whose `cmd` starts with
 //   `NODE_`), so the application's 'message' listeners see only the data its controller sends,
-//   exactly as sent; neither that listener nor ours on 'disconnect' keeps the process alive;
-// - SIGTERM and SIGINT listeners are installed, with or without a supervisor.
+//   exactly as sent; neither that listener nor ours on 'disconnect' keeps the process alive.
 // The environment is left as it is: Node removes NODE_CHANNEL_FD itself and marks the channel
 // close-on-exec, and a descendant that inherits PM_CHANNEL_* cannot match the channel's identity.
-// The first of `stop`, 'disconnect' (the supervisor died), SIGTERM or SIGINT starts the stop:
-// `stopping` is sent, the handlers run once each in order, queued channel messages are written,
-// and the process exits with code 0. Everything runs on the event loop.
+//
+// The stop (protocol.md section 9). Until the application registers a stop handler or waits for
+// the stop (stopRequested(), handlersDone()), the SDK changes nothing in how the process stops:
+// no signal listener; pm's `stop` is answered `term` (the supervisor SIGTERMs the process group
+// at once); the supervisor's death makes the SDK SIGTERM its own group, as pm's sentinel does
+// for a plain program. From then on, the first of `stop`, 'disconnect' (the supervisor died),
+// SIGTERM or SIGINT starts the stop: `stopping` is sent, the handlers run once each in order,
+// and the stop goes to the application: to its stopRequested()/handlersDone() wait, else to its
+// own signal listeners (a stop that came as a message is emitted to them once). If it takes
+// part so, the process ends when the application's work is done; otherwise the SDK exits it
+// with code 0 once the HTTP responses in flight on closed servers have ended and queued channel
+// messages are written. Standalone, a stop ends with SIGTERM to the process group the process
+// leads. Everything runs on the event loop.
 
 const fs = require('node:fs')
 const protocol = require('./lib/protocol')
 const { runStopHandlers, failureLine, describe } = require('./lib/stop')
+const { termOwnGroup, termGroupAtExit } = require('./lib/group')
+const inflight = require('./lib/inflight')
 const { version: VERSION } = require('./package.json')
 
 const SDK = 'pm-child-node'
+const SIGNALS = ['SIGTERM', 'SIGINT']
+// How long running handlers keep the process alive by themselves when its own work has ended
+// (protocol.md section 9, the reverse race): the stop's deadline. After the supervisor's death
+// the sentinel allows 800 ms; after a signal there is no deadline but this cap. Under pm the
+// stop's `timeout_ms`, moved by extend().
+const EOF_DEADLINE_MS = 800
+const SIGNAL_DEADLINE_MS = 30_000
 
 let conn = null
 
@@ -66,12 +84,27 @@ function connection() {
     stopHandlers: [],
     messageHandlers: [],
     listening: false,
-    stopBegun: false,
+    // The application registered a stop handler or waits for the stop (stopRequested(),
+    // handlersDone()): the SDK then takes the stop triggers over. Until then it changes nothing
+    // in how the process stops.
+    hooked: false,
+    // Whether the application waits for the stop through stopRequested() or handlersDone().
+    appWaits: false,
+    // null until the stop began; then 'plain' (no stop handlers: it stops as a program without
+    // the SDK) or the trigger: a pm stop reason, 'shutdown' for the supervisor's death,
+    // 'SIGTERM' or 'SIGINT'.
+    stop: null,
     // The supervisor said it closes the channel on request: its EOF is not a stop.
     disconnectNotice: false,
     // process.send calls whose callback has not come yet, and who waits for them to reach 0.
     pending: 0,
     flushWaiters: [],
+    requested: settleable(),
+    done: settleable(),
+    // The timer that keeps the process alive while the handlers run: null before the stop,
+    // undefined once the handlers are done or the deadline passed.
+    keepAlive: null,
+    keepAliveUntil: 0,
   }
 
   if (conn.supervised) {
@@ -83,12 +116,36 @@ function connection() {
     } else {
       // The supervisor is already gone (its EOF came before this first call): that is a stop.
       // Deferred, so that handlers registered along with this first call still run.
-      process.nextTick(beginStop)
+      process.nextTick(supervisorGone)
     }
   }
-  process.on('SIGTERM', beginStop)
-  process.on('SIGINT', beginStop)
   return conn
+}
+
+/** A Promise and its resolve function. */
+function settleable() {
+  let resolve
+  const promise = new Promise((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+/**
+ * The application takes part in the stop: from now on SIGTERM and SIGINT start it (the SDK's
+ * listener goes first, so it sees every listener the signal reaches), HTTP requests are tracked
+ * for the SDK's own exit, and a stop that ends a standalone process takes the rest of its
+ * process group along.
+ */
+function hook() {
+  const c = connection()
+  if (c.hooked) return c
+  c.hooked = true
+  // A stop without handlers is under way already: the process stops as a plain program.
+  if (c.stop !== null) return c
+  process.prependListener('SIGTERM', onSignal)
+  process.prependListener('SIGINT', onSignal)
+  process.on('exit', onExit)
+  inflight.track()
+  return c
 }
 
 /** Queues `msg` on the channel; false when there is none, it is closed, or msg is not JSON. */
@@ -129,7 +186,7 @@ function onInternalMessage(value) {
   // Node's own internal messages (handle passing) come here too; only pm's concern the SDK.
   if (value === null || typeof value !== 'object' || value.cmd !== protocol.PM_CMD) return
   const c = protocol.classify(value)
-  if (c.kind === 'stop') beginStop()
+  if (c.kind === 'stop') stopRequestedBy(c.message.reason, false, c.message.timeout_ms)
   else if (c.kind === 'disconnect') conn.disconnectNotice = true
   // Unknown types and bad messages are ignored (protocol.md section 3).
 }
@@ -155,19 +212,98 @@ function onDisconnect() {
   // The supervisor closed the channel on its controller's request (it said so first): it is
   // alive and will stop this process with SIGTERM when the time comes.
   if (conn.disconnectNotice) return
-  // EOF on the channel: the supervisor died. Same as `stop` with reason `shutdown`.
-  beginStop()
+  supervisorGone()
 }
 
-function beginStop() {
-  if (conn.stopBegun) return
-  conn.stopBegun = true
+/** EOF on the channel: the supervisor died. The same as `stop` with reason `shutdown`. */
+function supervisorGone() {
+  stopRequestedBy('shutdown', false, EOF_DEADLINE_MS)
+}
+
+function onSignal(signal) {
+  // Node calls the application's listeners of this signal right after this one (this one was
+  // put first, so none has run or been removed yet): if there are any, the application handles
+  // the stop itself too.
+  stopRequestedBy(signal, appListeners(signal), SIGNAL_DEADLINE_MS)
+}
+
+/** Whether the process has listeners of `signal` besides the SDK's. */
+function appListeners(signal) {
+  return process.rawListeners(signal).some((l) => l !== onSignal)
+}
+
+/**
+ * The first stop trigger: pm's `stop` (its reason), the supervisor's death ('shutdown'), or a
+ * signal ('SIGTERM', 'SIGINT', with whether the application has listeners of its own for it).
+ * `deadlineMs`: how long the stop may take before the process is killed (or the cap).
+ */
+function stopRequestedBy(why, appListens, deadlineMs) {
+  if (conn.stop !== null) return
+  if (!conn.hooked) {
+    // No stop handlers: the process stops as it would without the SDK.
+    conn.stop = 'plain'
+    if (conn.supervised && process.connected) write(protocol.term())
+    else termOwnGroup()
+    return
+  }
+  conn.stop = why
+  keepAliveFor(deadlineMs)
+  runStop(why, appListens)
+}
+
+/**
+ * Keeps the event loop alive for `ms` from now (moved by extend()), until the handlers are done:
+ * if the application's own work ends while they run, they are not cut short.
+ */
+function keepAliveFor(ms) {
+  if (conn.keepAlive === undefined) return
+  const until = Date.now() + ms
+  if (conn.keepAlive !== null) {
+    // extend() only ever moves the deadline later.
+    if (until <= conn.keepAliveUntil) return
+    clearTimeout(conn.keepAlive)
+  }
+  conn.keepAliveUntil = until
+  conn.keepAlive = setTimeout(() => { conn.keepAlive = undefined }, ms)
+}
+
+async function runStop(why, appListens) {
   write(protocol.stopping())
+  inflight.stop()
+  conn.requested.resolve()
   // Handlers registered from now on are not run.
   const handlers = conn.stopHandlers.splice(0)
-  runStopHandlers(handlers, (n, err) => process.stderr.write(failureLine(n, err) + '\n'))
-    .then(flushed)
-    .then(() => process.exit(0))
+  await runStopHandlers(handlers, (n, err) => process.stderr.write(failureLine(n, err) + '\n'))
+  if (conn.keepAlive) clearTimeout(conn.keepAlive)
+  conn.keepAlive = undefined
+  conn.done.resolve()
+
+  // Hand the stop to the application (protocol.md section 9): to its wait, else to its own
+  // signal listeners, else the SDK ends the process.
+  if (conn.appWaits) return
+  if (SIGNALS.includes(why)) {
+    // The signal reached the application's listeners along with the SDK's.
+    if (appListens) return
+  } else {
+    // A stop that came as a message is what a signal would have been without the SDK: the
+    // application's SIGTERM listeners get it now, once (else its SIGINT ones).
+    const signal = ['SIGTERM', 'SIGINT'].find(appListeners)
+    if (signal) {
+      process.emit(signal, signal)
+      return
+    }
+  }
+  // Nobody else ends the process: the SDK does, once the responses in flight on closed
+  // servers have ended and queued channel messages are written.
+  await inflight.closedServersDrained()
+  await flushed()
+  process.exit(0)
+}
+
+function onExit() {
+  // Standalone, the processes the service started and left in its group end with it, as under
+  // pm (where the supervisor, or its sentinel, takes care of the group).
+  if (conn.stop !== null && conn.stop !== 'plain' && !conn.supervised) termGroupAtExit()
 }
 
 function checkFunction(fn, what) {
@@ -181,11 +317,13 @@ function checkFunction(fn, what) {
 /**
  * Registers a stop handler. Handlers run once, in registration order, each awaited when it
  * returns a Promise, on the first of: the supervisor's `stop`, the supervisor's death (the
- * channel's 'disconnect'), SIGTERM, SIGINT. Then the process exits with code 0.
+ * channel's 'disconnect'), SIGTERM, SIGINT. Then the application ends the process if it takes
+ * part in the stop (its own SIGTERM listeners, stopRequested(), handlersDone()); otherwise the
+ * SDK exits with code 0.
  */
 function onstopping(fn) {
   checkFunction(fn, 'the stop handler')
-  connection().stopHandlers.push(fn)
+  hook().stopHandlers.push(fn)
 }
 
 /**
@@ -236,6 +374,8 @@ function extend(ms) {
   connection()
   // The wire wants an integer; rounding up never asks for less than requested.
   write(protocol.extend(Math.ceil(ms)))
+  // The handlers may keep the process alive that much longer too.
+  if (conn.stop !== null && conn.keepAlive) keepAliveFor(Math.ceil(ms))
 }
 
 /** Whether the process runs under a pm supervisor (a channel was found on first use). */
@@ -243,4 +383,21 @@ function supervised() {
   return connection().supervised
 }
 
-module.exports = { onstopping, onmessage, ready, send, extend, supervised }
+/**
+ * Resolves when a stop begins. The application then takes part in the stop: the SDK does not
+ * exit the process, which ends when the application's work is done.
+ */
+function stopRequested() {
+  const c = hook()
+  c.appWaits = true
+  return c.requested.promise
+}
+
+/** As stopRequested(), but resolves once every stop handler has run. */
+function handlersDone() {
+  const c = hook()
+  c.appWaits = true
+  return c.done.promise
+}
+
+module.exports = { onstopping, stopRequested, handlersDone, onmessage, ready, send, extend, supervised }

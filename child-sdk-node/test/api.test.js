@@ -17,7 +17,7 @@ test('index.js exports exactly the functions index.d.ts declares, and connects o
   const declared = [...fs.readFileSync(path.join(PACKAGE, 'index.d.ts'), 'utf8').matchAll(/^export function (\w+)/gm)]
     .map((m) => m[1])
   assert.deepStrictEqual(Object.keys(pm).sort(), declared.sort())
-  assert.deepStrictEqual(declared.sort(), ['extend', 'onmessage', 'onstopping', 'ready', 'send', 'supervised'])
+  assert.deepStrictEqual(declared.sort(), ['extend', 'handlersDone', 'onmessage', 'onstopping', 'ready', 'send', 'stopRequested', 'supervised'])
   for (const name of declared) assert.equal(typeof pm[name], 'function', name)
   // Requiring it has no side effect.
   assert.equal(process.listenerCount('SIGTERM'), listeners)

@@ -308,6 +308,27 @@ async function packApp(src, resources, unpack) {
   return dest
 }
 
+/**
+ * GET http://127.0.0.1:<port><path> with Node's default agent (keep-alive, as browsers do).
+ * Resolves with { status, body, ms, end, connection } once the response has ended (`end`: its
+ * Date.now(); `connection`: its Connection header);
+ * rejects when the connection fails or is reset before that.
+ */
+function httpGet(port, urlPath) {
+  const http = require('node:http')
+  const start = Date.now()
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode, body, ms: Date.now() - start, end: Date.now(), connection: res.headers.connection }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+  })
+}
+
 /** Copies a folder tree (files keep their mode). */
 function copyTree(from, to) {
   fs.cpSync(from, to, { recursive: true })
@@ -315,5 +336,5 @@ function copyTree(from, to) {
 
 module.exports = {
   PACKAGE, FIXTURES, CHILD, CHILD_ESM, CHILD_PY, SUPERVISOR, PATIENCE, MANAGER_FIXTURES, SERVICE, CONTROLLER,
-  poll, alive, requireSupervisor, parseDuration, pmLines, stoppedLine, TestDir, packApp, copyTree,
+  poll, alive, requireSupervisor, parseDuration, pmLines, stoppedLine, TestDir, packApp, copyTree, httpGet,
 }

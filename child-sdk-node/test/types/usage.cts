@@ -1,6 +1,6 @@
 // Type-checked by test/types.test.js (tsc --noEmit): CommonJS TypeScript using the SDK by name.
 import pm = require('pm-child')
-import { onstopping, type JsonValue } from 'pm-child'
+import { onstopping, stopRequested, type JsonValue } from 'pm-child'
 
 onstopping(() => {})
 pm.onstopping(async () => {
@@ -15,6 +15,9 @@ pm.extend(500)
 const isSupervised: boolean = pm.supervised()
 void queued
 void isSupervised
+const requested: Promise<void> = stopRequested()
+pm.handlersDone().then(() => pm.send('handlers done'))
+void requested
 
 // @ts-expect-error a stop handler is a function
 pm.onstopping('not a function')
@@ -24,4 +27,7 @@ pm.extend('500')
 const r: boolean = pm.ready()
 // @ts-expect-error no such function
 pm.stop()
+// @ts-expect-error the stop's Promise resolves with nothing
+const bad: Promise<string> = pm.stopRequested()
+void bad
 void r
