@@ -11,6 +11,7 @@ use super::timers::Timer;
 use super::waiters::WaitFor;
 use crate::platform::{Exit, Pid, Signal};
 use crate::process::sentinel::Record;
+use crate::service::lifecycle::AfterExit;
 use crate::service::stop::Killed;
 
 /// Exits within this window share one scan for strays (a read of every process's environment):
@@ -88,8 +89,12 @@ impl<E: Effects> Actor<E> {
         // The state file is rewritten at the next sweep: a stale entry is harmless (entries are
         // checked against start times), a missing one is not, so only launches write at once.
         self.settle(WaitFor::Reaped(p.num));
-        if self.shutdown.is_none() {
+        if self.shutdown.is_none() && after != AfterExit::Rest {
             self.after_exit(id, after);
+        } else {
+            // No launch follows (a stop or a shutdown overtook a restart): a restart waiting
+            // for one is answered with the rows as they are, not left hanging.
+            self.settle(WaitFor::Launched(id));
         }
     }
 

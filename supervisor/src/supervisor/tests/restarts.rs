@@ -116,3 +116,87 @@ fn unknown_names_and_ids_are_refused() {
         "no service with id 9"
     );
 }
+
+#[test]
+fn a_restart_during_a_stop_keeps_its_deadlines_and_launches_once_the_process_is_gone() {
+    let mut s = Sup::new();
+    let row = s.start(spec("api"));
+    let old = s.proc(row.id);
+    s.hello(old.num);
+    let mut stopped = s.stop(Services::All);
+    s.advance(30 * MS);
+    let mut restarted = s.restart(Services::All);
+    assert_eq!(s.fx().wire(old.num).lines.len(), 1, "stop is sent once");
+    // The ack window still counts from the stop request, not from the restart.
+    s.advance(20 * MS);
+    assert_eq!(s.signals(), [(old.pid, Signal::SIGTERM)]);
+    assert_eq!(
+        s.proc(row.id),
+        old,
+        "nothing launched while the old one lives"
+    );
+    s.exit(old.pid, code(0));
+    let new = s.proc(row.id);
+    assert_ne!(new.pid, old.pid);
+    assert!(rows(&mut stopped).is_some(), "the stop is answered");
+    let done = rows(&mut restarted).expect("the restart is answered");
+    assert_eq!(
+        (done[0].state, done[0].pid),
+        (State::Running, Some(new.pid.as_raw()))
+    );
+}
+
+#[test]
+fn a_stop_during_a_restart_wins_and_both_are_answered() {
+    let mut s = Sup::new();
+    let row = s.start(spec("api"));
+    let old = s.proc(row.id);
+    let mut restarted = s.restart(Services::All);
+    let mut stopped = s.stop(Services::All);
+    s.exit(old.pid, code(0));
+    assert_eq!(s.proc(row.id), old, "the stop cancelled the launch");
+    assert_eq!(
+        rows(&mut stopped).expect("answered")[0].state,
+        State::Stopped
+    );
+    let done = rows(&mut restarted).expect("the restart is answered, not left hanging");
+    assert_eq!((done[0].state, done[0].pid), (State::Stopped, None));
+    s.advance(Duration::from_secs(10));
+    assert_eq!(s.proc(row.id), old, "and never launched later");
+}
+
+#[test]
+fn a_failing_exit_during_a_stop_is_not_a_crash() {
+    let mut s = Sup::new();
+    let row = s.start(spec("api"));
+    let p = s.proc(row.id);
+    let _reply = s.stop(Services::All);
+    s.exit(p.pid, code(1));
+    let r = s.row(row.id);
+    assert_eq!(
+        (r.state, r.crashes, r.restart_in_ms),
+        (State::Stopped, 0, None)
+    );
+    s.advance(Duration::from_secs(10));
+    assert_eq!(s.proc(row.id), p, "not restarted");
+}
+
+#[test]
+fn a_service_that_ran_restart_ok_long_starts_its_crash_count_over() {
+    let mut s = Sup::new();
+    let row = s.start(spec("up"));
+    s.exit(s.proc(row.id).pid, code(1));
+    s.advance(100 * MS);
+    s.exit(s.proc(row.id).pid, code(1));
+    assert_eq!(
+        s.row(row.id).restart_in_ms,
+        Some(500),
+        "second crash in a row"
+    );
+    s.advance(500 * MS);
+    // Up for restartOk (60 s), then a crash: the first delay again.
+    s.advance(Duration::from_secs(60));
+    s.exit(s.proc(row.id).pid, code(1));
+    let r = s.row(row.id);
+    assert_eq!((r.crashes, r.restart_in_ms), (1, Some(100)));
+}

@@ -143,3 +143,18 @@ fn ready_is_reported_once_and_kept_while_stopping() {
         }
     )));
 }
+
+#[test]
+fn the_controller_going_away_during_a_restart_launches_nothing_and_ends() {
+    let mut s = Sup::new();
+    let row = s.start(spec("api"));
+    let old = s.proc(row.id);
+    let mut restarted = s.ask(|tx| Request::Restart(Services::All, tx));
+    let _done = s.ask(Request::Shutdown);
+    s.exit(old.pid, code(0));
+    assert_eq!(s.proc(row.id), old, "no new process during a shutdown");
+    let rows = restarted.try_recv().expect("answered").expect("rows");
+    assert_eq!(rows[0].state, State::Stopped);
+    assert!(s.turn(), "the actor ends");
+    assert_eq!(s.actor.finished().len(), 1);
+}
