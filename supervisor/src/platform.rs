@@ -17,9 +17,9 @@
 //!   - `/proc/self/fd`: inherited descriptors to mark close-on-exec, and paths that go through
 //!     an opened folder (the runtime folder's socket);
 //!   - `SO_PEERCRED`, `F_SETPIPE_SZ`, `MSG_NOSIGNAL`, `MSG_CMSG_CLOEXEC`, `/proc/self/exe`.
-//! - `fallback`: the same interface on other Unix systems (macOS builds with it): no start times,
-//!   no tag scan, no subreaper, `waitid(P_PID)` per known child, `/dev/fd`, `getpeereid`. What
-//!   that costs is in `protocol.md`, section 10.
+//! - `fallback`: the same interface on other Unix systems, meant as the start of a macOS port
+//!   (nothing built uses it): no start times, no tag scan, no subreaper, `waitid(P_PID)` per
+//!   known child, `/dev/fd`, `getpeereid`. What that costs is in `protocol.md`, section 10.
 //!
 //! The interface, in the terms the rest of the code uses:
 //!

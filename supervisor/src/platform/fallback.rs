@@ -1,6 +1,7 @@
-//! The interface on Unix systems other than Linux (macOS builds with it; it is not tested): no
-//! `/proc`, so no start times, no tag scan and no subreaper. `protocol.md`, section 10, says
-//! what that costs; `docs/porting.md` what a real macOS port would use instead.
+//! The interface on Unix systems other than Linux, meant as the start of a macOS port (no
+//! shipped binary or CI job builds it): no `/proc`, so no start times, no tag scan and no
+//! subreaper. `protocol.md`, section 10, says what that costs; `docs/porting.md` what a real
+//! macOS port would use instead.
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
