@@ -11,7 +11,7 @@ fn outcomes(reads: &[&[u8]]) -> Vec<Result<(), String>> {
     let mut out = Vec::new();
     for r in reads {
         d.feed(r, |f| match f {
-            Frame::Line(l) => out.push(pm_supervisor::control::check_request(l).map_err(|reply| {
+            Frame::Line(l) => out.push(pm_supervisor::testing::check_request(l).map_err(|reply| {
                 let text = reply.to_string();
                 assert!(!text.contains('\n'), "{text}");
                 assert!(reply["type"] == "reply" && reply["ok"] == false, "{text}");

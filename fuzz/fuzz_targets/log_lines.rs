@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pm_supervisor::output::{AnsiStripper, LogLines};
+use pm_supervisor::testing::{AnsiStripper, LogLines};
 
 fn lines(reads: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {
     let mut l = LogLines::new(16);

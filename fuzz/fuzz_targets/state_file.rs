@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(left) = pm_supervisor::runtime::parse_state(data) {
+    if let Ok(left) = pm_supervisor::testing::parse_state(data) {
         for &(pid, start_time) in &left.groups {
             assert!(pid > 1 && start_time != 0, "({pid}, {start_time}) accepted");
         }

@@ -1,193 +1,42 @@
 //! The actor that owns the process table, and the [`Handle`] every front-end uses to talk to it
 //! (the config file, the control fd, the CLI socket): one command interface — start a spec, stop
-//! or restart a selector, list, send — that the control channel adapts one-to-one.
+//! or restart [`Services`], list, send — that the control channel adapts one-to-one.
 //!
 //! Everything that happens to a child (its exit, its channel messages, a stop deadline, a
 //! restart falling due) arrives in the actor as an event. Signals are sent and exit statuses
 //! reaped only by the actor, so a pid is never signalled after it has been reaped.
+//!
+//! Inside: `actor` holds the state and answers requests; `launching`, `stopping`, `exits` and
+//! `messages` handle what happens to a process; `table` is the process table, each process's
+//! channel and run state an enum of its own; `timers` and `waiters` are the deadlines and the
+//! replies that wait; `notes` is what the supervisor writes about a service. The actor acts on
+//! the world only through `effects::Effects`: `system` implements it (and runs the event loop),
+//! and the tests drive the actor with a stand-in, without processes.
 
 mod actor;
+mod api;
+mod effects;
+mod exits;
+mod launching;
+mod messages;
+mod notes;
+mod stopping;
+mod system;
+mod table;
+mod timers;
+mod waiters;
 
-use std::time::SystemTime;
+#[cfg(test)]
+mod tests;
 
-use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use api::{ActionError, Event, EventKind, Rows, ServiceId, ServiceInfo, Services, State};
+pub(crate) use api::{ServicesFields, message_event_envelope};
+
 use crate::config::ServiceSpec;
-pub use crate::lifecycle::State;
 use crate::runtime::Instance;
-
-/// Identifies a service for the life of the supervisor (across restarts of its process).
-pub type ServiceId = u64;
-
-/// Which services an action applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    /// Every service.
-    All,
-    /// Every service with this name. A nameless service is never selected by name.
-    Name(String),
-    /// One service.
-    Id(ServiceId),
-}
-
-/// A row of the process table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceInfo {
-    /// Service id.
-    pub id: ServiceId,
-    /// Its name, if any.
-    pub name: Option<String>,
-    /// Pid of its current process.
-    pub pid: Option<i32>,
-    /// State.
-    pub state: State,
-    /// Whether the current process said it is ready.
-    pub ready: bool,
-    /// Processes launched after the first one.
-    pub restarts: u32,
-    /// Crashes in a row.
-    pub crashes: u32,
-    /// Milliseconds since the current process started.
-    pub uptime_ms: Option<u64>,
-    /// Milliseconds until a pending restart.
-    pub restart_in_ms: Option<u64>,
-    /// How the last process ended (`exit code 1`, `signal SIGKILL`).
-    pub last_exit: Option<String>,
-    /// Why the last launch failed.
-    pub error: Option<String>,
-    /// Resident memory of the current process, in bytes (Linux).
-    pub memory: Option<u64>,
-    /// Its log file (None: the supervisor's stdout).
-    pub log: Option<std::path::PathBuf>,
-}
-
-/// Something that happened to a service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Event {
-    /// When.
-    #[serde(
-        serialize_with = "serialize_time",
-        deserialize_with = "deserialize_time"
-    )]
-    pub time: SystemTime,
-    /// Service id.
-    #[serde(rename = "service")]
-    pub id: ServiceId,
-    /// Its name.
-    pub name: Option<String>,
-    /// What happened.
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-/// What happened, with its details.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum EventKind {
-    /// A process started.
-    Started {
-        /// Pid.
-        pid: i32,
-    },
-    /// The process said it is ready.
-    Ready {
-        /// Pid.
-        pid: i32,
-    },
-    /// A stop began.
-    Stopping {
-        /// Pid.
-        pid: i32,
-        /// `stop`, `restart` or `shutdown`.
-        reason: pm_child::protocol::StopReason,
-    },
-    /// A process ended.
-    Exited {
-        /// Pid.
-        pid: i32,
-        /// `exit code 0`, `signal SIGKILL`.
-        exit: String,
-        /// Whether it was asked to stop.
-        requested: bool,
-        /// Milliseconds it ran.
-        uptime_ms: u64,
-    },
-    /// A launch failed.
-    LaunchFailed {
-        /// Why.
-        error: String,
-    },
-    /// A crashed service will be started again.
-    Restarting {
-        /// In this many milliseconds.
-        in_ms: u64,
-        /// Crashes in a row.
-        crashes: u32,
-    },
-    /// A child sent application data.
-    Message {
-        /// Pid.
-        pid: i32,
-        /// The data, exactly as the child sent it.
-        data: serde_json::Value,
-    },
-}
-
-/// Bytes of a `message` event of service `id` (named `name`) for process `pid` on the control
-/// channel, without its data: what a child's data may add before the event would pass the
-/// line limit. The control channel writes an event as this serialization with `"type":"event"`
-/// added; the time is always 24 characters.
-pub(crate) fn message_event_envelope(id: ServiceId, name: Option<&str>, pid: i32) -> usize {
-    let event = Event {
-        time: SystemTime::now(),
-        id,
-        name: name.map(str::to_owned),
-        kind: EventKind::Message {
-            pid,
-            data: serde_json::Value::Null,
-        },
-    };
-    let len = serde_json::to_vec(&event).map_or(0, |v| v.len());
-    len - "null".len() + r#","type":"event""#.len()
-}
-
-fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::log_writer::timestamp(*t))
-}
-
-fn deserialize_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-    let text = std::borrow::Cow::<str>::deserialize(d)?;
-    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
-}
-
-/// Why an action was not carried out.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ActionError {
-    /// No service matches.
-    #[error("no service named {0:?}")]
-    NoSuchService(String),
-    /// The supervisor is shutting down and starts nothing new.
-    #[error("the supervisor is shutting down")]
-    ShuttingDown,
-    /// The actor has ended.
-    #[error("the supervisor has shut down")]
-    Gone,
-    /// Data for a child that is an object whose `cmd` starts with `NODE_`: that form is reserved
-    /// for Node's and pm's own messages, which a Node child would act on.
-    #[error(
-        "data: an object whose \"cmd\" starts with \"NODE_\" is reserved for Node's and pm's own messages"
-    )]
-    ReservedData,
-    /// Data for a child that is longer than a channel line may be, once serialized.
-    #[error("data: {0} bytes of JSON, more than the 1048576 bytes a channel line may hold")]
-    TooLarge(usize),
-}
-
-/// The reply to an action on a selector: the rows of the services it applied to.
-pub type Rows = Result<Vec<ServiceInfo>, ActionError>;
 
 enum Request {
     Start {
@@ -195,15 +44,15 @@ enum Request {
         await_ready: bool,
         reply: oneshot::Sender<Result<ServiceInfo, ActionError>>,
     },
-    Stop(Selector, oneshot::Sender<Rows>),
-    Restart(Selector, oneshot::Sender<Rows>),
+    Stop(Services, oneshot::Sender<Rows>),
+    Restart(Services, oneshot::Sender<Rows>),
     List(oneshot::Sender<Vec<ServiceInfo>>),
     Send(
-        Selector,
+        Services,
         serde_json::Value,
         oneshot::Sender<Result<usize, ActionError>>,
     ),
-    Disconnect(Selector, oneshot::Sender<Result<usize, ActionError>>),
+    Disconnect(Services, oneshot::Sender<Result<usize, ActionError>>),
     Shutdown(oneshot::Sender<()>),
     KillAll,
 }
@@ -251,14 +100,14 @@ impl Handle {
 
     /// Stops the selected services (cancelling pending restarts); resolves when their processes
     /// are gone.
-    pub async fn stop(&self, sel: Selector) -> Rows {
-        self.ask(|tx| Request::Stop(sel, tx)).await?
+    pub async fn stop(&self, which: Services) -> Rows {
+        self.ask(|tx| Request::Stop(which, tx)).await?
     }
 
     /// Restarts the selected services (resetting their crash counts); resolves when the new
     /// processes are launched.
-    pub async fn restart(&self, sel: Selector) -> Rows {
-        self.ask(|tx| Request::Restart(sel, tx)).await?
+    pub async fn restart(&self, which: Services) -> Rows {
+        self.ask(|tx| Request::Restart(which, tx)).await?
     }
 
     /// The process table.
@@ -267,15 +116,19 @@ impl Handle {
     }
 
     /// Sends `data` to the selected services; returns how many processes it was queued for.
-    pub async fn send(&self, sel: Selector, data: serde_json::Value) -> Result<usize, ActionError> {
-        self.ask(|tx| Request::Send(sel, data, tx)).await?
+    pub async fn send(
+        &self,
+        which: Services,
+        data: serde_json::Value,
+    ) -> Result<usize, ActionError> {
+        self.ask(|tx| Request::Send(which, data, tx)).await?
     }
 
     /// Closes the channel of every running process of the selected services (the child sees
     /// its channel disconnect, as from a fork parent's `child.disconnect()`); returns how many
     /// were closed. The processes keep running, and are stopped by signals from now on.
-    pub async fn disconnect(&self, sel: Selector) -> Result<usize, ActionError> {
-        self.ask(|tx| Request::Disconnect(sel, tx)).await?
+    pub async fn disconnect(&self, which: Services) -> Result<usize, ActionError> {
+        self.ask(|tx| Request::Disconnect(which, tx)).await?
     }
 
     /// Stops everything and ends the actor; resolves when every process is gone and every log
@@ -284,7 +137,8 @@ impl Handle {
         self.ask(Request::Shutdown).await
     }
 
-    /// SIGKILLs every process group now (a second Ctrl-C).
+    /// Shuts down at once: every process group gets SIGKILL now (a second Ctrl-C), and the
+    /// actor ends when they are gone, as after [`shutdown`](Self::shutdown).
     pub async fn kill_all(&self) {
         let _ = self.tx.send(Request::KillAll).await;
     }
@@ -298,7 +152,7 @@ impl Handle {
 /// What the actor needs besides its requests.
 #[derive(Debug)]
 pub struct Options {
-    /// Prefix of every service tag of this run (see [`crate::launch::ENV_SERVICE_TAG`]).
+    /// Prefix of every service tag of this run (see `PM_SERVICE_TAG`).
     pub token: String,
     /// Runtime instance whose state file records the running groups.
     pub instance: Option<Instance>,
@@ -313,7 +167,9 @@ pub fn spawn(opts: Options) -> std::io::Result<(Handle, tokio::task::JoinHandle<
     let sigchld = signal(SignalKind::child())?;
     let (tx, rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
-    let actor = actor::Actor::new(opts, events.clone())?;
-    let join = tokio::spawn(actor.run(rx, sigchld));
+    let (chan_tx, chan_rx) = mpsc::channel(1024);
+    let fx = system::System::new(opts, chan_tx)?;
+    let actor = actor::Actor::new(fx, events.clone());
+    let join = tokio::spawn(system::run(actor, rx, sigchld, chan_rx));
     Ok((Handle { tx, events }, join))
 }

@@ -140,4 +140,5 @@ def test_crates_carry_what_their_tests_read() -> None:
     supervisor = members(crate("pm-supervisor"))
     # The integration suites need the repository; they are left out, and said so (Cargo.toml).
     assert not [n for n in supervisor if "/tests/integration/" in n or "/tests/timing/" in n]
-    assert f"pm-supervisor-{VERSION}/tests/properties.rs" in supervisor
+    # Its unit tests read the control protocol vectors, which it carries.
+    assert f"pm-supervisor-{VERSION}/tests/protocol/control.jsonl" in supervisor

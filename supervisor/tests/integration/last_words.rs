@@ -150,7 +150,7 @@ fn the_drain_ends_at_its_limit_when_something_outside_the_service_keeps_writing(
         .expect("the service is gone within about a second");
     // The sentinel goes at its limit although the pipe is still open (the limit plus slack for
     // a loaded machine).
-    let limit = pm_supervisor::sentinel::DRAIN_LIMIT;
+    let limit = pm_supervisor::testing::DRAIN_LIMIT;
     poll(limit + Duration::from_secs(5), || {
         (!TestDir::alive(i64::from(sentinel))).then_some(())
     })

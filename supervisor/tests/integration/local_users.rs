@@ -148,7 +148,7 @@ fn survives(t: &TestDir, plant: impl FnOnce(&Path, &Victim)) -> bool {
     let rt = t.path().join("rt");
     mkdir(&rt, 0o700);
     let canonical = config.canonicalize().expect("canonical");
-    let name = pm_supervisor::runtime::instance_name(&canonical);
+    let name = pm_supervisor::testing::instance_name(&canonical);
     let victim = Victim::start(t);
     plant(&rt.join(format!("{name}.state")), &victim);
     let mut sup = t.run(&config);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::{PATIENCE, TestDir, fixture, poll};
+use crate::support::{PATIENCE, TestDir, fixture, line_times, poll};
 
 pub fn ls(t: &TestDir) -> Vec<Value> {
     let out = t
@@ -69,20 +69,6 @@ fn a_crashing_service_is_restarted_and_a_launch_failure_does_not_spin() {
             w[1] - w[0]
         );
     }
-}
-
-/// Milliseconds of the day of each log line containing `what`.
-pub fn line_times(out: &str, what: &str) -> Vec<u64> {
-    out.lines()
-        .filter(|l| l.contains(what))
-        .map(|l| {
-            // 2026-11-26T12:21:02.123Z ...
-            let t = &l[11..23];
-            let (h, m, s, ms) = (&t[0..2], &t[3..5], &t[6..8], &t[9..12]);
-            let n = |x: &str| x.parse::<u64>().expect("digits");
-            ((n(h) * 60 + n(m)) * 60 + n(s)) * 1000 + n(ms)
-        })
-        .collect()
 }
 
 #[test]

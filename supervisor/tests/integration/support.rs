@@ -318,7 +318,20 @@ pub fn sdk_child_bin() -> String {
 
 /// The colour the supervisor gives a label on a terminal.
 pub fn label_colour(label: &str) -> u8 {
-    pm_supervisor::output::label_colour(label)
+    pm_supervisor::testing::label_colour(label)
+}
+
+/// Milliseconds of the day of each log line containing `what` (from its timestamp,
+/// `2026-11-26T12:21:02.123Z ...`).
+pub fn line_times(out: &str, what: &str) -> Vec<i64> {
+    out.lines()
+        .filter(|l| l.contains(what))
+        .map(|l| {
+            let t = &l[11..23];
+            let n = |x: &str| x.parse::<i64>().expect("digits");
+            ((n(&t[0..2]) * 60 + n(&t[3..5])) * 60 + n(&t[6..8])) * 1000 + n(&t[9..12])
+        })
+        .collect()
 }
 
 /// Whether the tests run as root (some need to act as a second user).

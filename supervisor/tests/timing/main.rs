@@ -6,19 +6,7 @@ mod support;
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use support::{PATIENCE, TestDir, poll};
-
-/// Milliseconds of the day of each log line containing `what`.
-fn line_times(out: &str, what: &str) -> Vec<i64> {
-    out.lines()
-        .filter(|l| l.contains(what))
-        .map(|l| {
-            let t = &l[11..23];
-            let n = |x: &str| x.parse::<i64>().expect("digits");
-            ((n(&t[0..2]) * 60 + n(&t[3..5])) * 60 + n(&t[6..8])) * 1000 + n(&t[9..12])
-        })
-        .collect()
-}
+use support::{PATIENCE, TestDir, line_times, poll};
 
 #[test]
 fn restart_delays_follow_the_schedule_on_the_wall_clock() {

@@ -1,0 +1,275 @@
+//! What only Linux offers: `/proc`, pidfds, the child subreaper, `waitid(P_ALL)`, and a few
+//! flags (see [`super`] for what each guarantee rests on).
+
+use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::MsgFlags;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
+use crate::process::launch::ENV_SERVICE_TAG;
+
+/// [`start_time`] names processes for good.
+pub(crate) const KNOWS_START_TIMES: bool = true;
+/// Where the open descriptors of this process are listed.
+pub(super) const OPEN_FDS: &str = "/proc/self/fd";
+/// A send that never raises SIGPIPE.
+pub(super) const NO_SIGPIPE: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+/// Received descriptors are close-on-exec from the start.
+pub(super) const RECV_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;
+
+/// Descendants that leave their service's process group are re-parented to the supervisor, which
+/// reaps them and finds them by their tag.
+pub(super) fn become_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(%e, "cannot become a child subreaper; descendants that leave their process group may survive a stop");
+    }
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    /// Process state letter (`R`, `S`, `Z`, ...).
+    state: u8,
+    pgid: i32,
+    /// Start time in clock ticks since boot: with the pid, identifies a process for good.
+    start_time: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses a stat line. The command name sits in parentheses and may itself contain spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    // Fields after the name: state(3) ppid(4) pgrp(5) ... starttime(22).
+    let state = *fields.next()?.as_bytes().first()?;
+    let pgid = fields.nth(1)?.parse().ok()?;
+    let start_time = fields.nth(16)?.parse().ok()?;
+    Some(Stat {
+        state,
+        pgid,
+        start_time,
+    })
+}
+
+/// A process's start time (clock ticks since boot), which with its pid identifies it for good;
+/// None when it is gone.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|s| s.start_time)
+}
+
+/// Resident memory of a process in bytes.
+pub(crate) fn rss(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+fn all_pids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The process groups that have at least one live (not zombie) member, read in one pass.
+#[derive(Debug)]
+pub(crate) struct LiveGroups(HashSet<i32>);
+
+impl LiveGroups {
+    pub(crate) fn read() -> LiveGroups {
+        LiveGroups(
+            all_pids()
+                .into_iter()
+                .filter_map(stat)
+                .filter(|s| s.state != b'Z')
+                .map(|s| s.pgid)
+                .collect(),
+        )
+    }
+
+    /// Whether `pgid` has a live member.
+    pub(crate) fn contains(&self, pgid: i32) -> bool {
+        self.0.contains(&pgid)
+    }
+}
+
+/// The value of [`ENV_SERVICE_TAG`] in a process's initial environment.
+fn tag_of(pid: i32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let key = format!("{ENV_SERVICE_TAG}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(key.as_bytes()))
+        .and_then(|v| String::from_utf8(v.to_vec()).ok())
+}
+
+/// Sends `sig` to every process (other than this one) whose service tag satisfies `matches`,
+/// and returns their pids. Each process is opened as a pidfd before its environment is read,
+/// and signalled through that pidfd, so a pid reused in between is never hit.
+pub(crate) fn signal_tagged(matches: impl Fn(&str) -> bool, sig: Signal) -> Vec<i32> {
+    signal_tagged_fds(matches, sig)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// SIGKILLs every process whose service tag satisfies `matches`, as [`signal_tagged`] does,
+/// then waits up to `wait` for them to be gone (their pidfds report the exit), so that what
+/// follows can count on it. Returns their pids.
+pub(crate) fn kill_tagged(matches: impl Fn(&str) -> bool, wait: Duration) -> Vec<i32> {
+    let hit = signal_tagged_fds(matches, Signal::SIGKILL);
+    let (pids, fds): (Vec<i32>, Vec<OwnedFd>) = hit.into_iter().unzip();
+    wait_exited(&fds, wait);
+    pids
+}
+
+fn signal_tagged_fds(matches: impl Fn(&str) -> bool, sig: Signal) -> Vec<(i32, OwnedFd)> {
+    let me = std::process::id() as i32;
+    let mut hit = Vec::new();
+    for pid in all_pids() {
+        if pid == me || pid <= 1 {
+            continue;
+        }
+        let Some(fd) = pidfd_open(pid) else { continue };
+        let Some(tag) = tag_of(pid) else { continue };
+        if matches(&tag) && pidfd_send_signal(&fd, sig) {
+            hit.push((pid, fd));
+        }
+    }
+    hit
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a fresh fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> bool {
+    // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
+}
+
+/// Waits until every process is gone (its pidfd is readable), or `wait` has passed.
+fn wait_exited(fds: &[OwnedFd], wait: Duration) {
+    let end = Instant::now() + wait;
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    while !polls.is_empty() {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        // SAFETY: a valid array of pollfd structs of the given length.
+        let n = unsafe {
+            libc::poll(
+                polls.as_mut_ptr(),
+                polls.len() as libc::nfds_t,
+                left.as_millis().max(1) as libc::c_int,
+            )
+        };
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+        polls.retain(|p| p.revents == 0);
+    }
+}
+
+/// A child that has exited and is not reaped yet, if there is one: any child, including
+/// descendants re-parented to the supervisor as subreaper (`known` is not needed here).
+pub(crate) fn next_exited(_known: &[Pid]) -> Option<Pid> {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::All, flags) {
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
+        Ok(status) => status.pid(),
+    }
+}
+
+/// A path to `name` in the folder open as `dir` (at `path`) that goes through the opened
+/// folder rather than its name, so swapping the folder's path after it was checked changes
+/// nothing.
+pub(crate) fn path_through(dir: &impl AsRawFd, _path: &Path, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+/// The effective uid of the process at the other end of a Unix socket, as the kernel recorded
+/// it when the connection was made.
+pub(crate) fn peer_uid(socket: &impl AsFd) -> std::io::Result<u32> {
+    let cred = nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials)?;
+    Ok(cred.uid())
+}
+
+/// Room for a burst in a child's output pipe while its reader lets output gather (see
+/// `logs::pump::PACE`). 1 MiB is the default limit for unprivileged processes; if it is lower,
+/// the default stays.
+pub(crate) fn enlarge_pipe(fd: &impl AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a pipe fd the caller owns.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1024 * 1024) };
+}
+
+/// This binary, to start the sentinel from (so `ps` shows pm-supervisor): its path, or
+/// `/proc/self/exe`, which still works if the file was replaced by an upgrade meanwhile.
+pub(crate) fn own_exe() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "/proc/self/exe".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_command_names() {
+        let line =
+            b"4242 (we(ir) d) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let s = parse_stat(line).expect("parses");
+        assert_eq!(
+            s,
+            Stat {
+                state: b'S',
+                pgid: 4242,
+                start_time: 987654
+            }
+        );
+    }
+
+    #[test]
+    fn own_start_time_is_readable_and_stable() {
+        let me = std::process::id() as i32;
+        let t = start_time(me).expect("own stat");
+        assert!(t > 0);
+        assert_eq!(start_time(me), Some(t));
+        assert!(LiveGroups::read().contains(nix::unistd::getpgrp().as_raw()));
+    }
+}

@@ -1,0 +1,216 @@
+//! The types of the actor's interface: which services an action applies to, the rows and events
+//! it answers with, and why it refuses.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::service::lifecycle::State;
+
+/// Identifies a service for the life of the supervisor (across restarts of its process).
+pub type ServiceId = u64;
+
+/// Which services an action applies to. On the control channel, exactly one of `"name": "web"`,
+/// `"service": 3` or `"all": true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ServicesFields", into = "ServicesFields")]
+pub enum Services {
+    /// `"name"`: every service with this name (a nameless service is never selected by name).
+    Named(String),
+    /// `"service"`: the service with this id (a row's `id`, an event's `service`).
+    Id(ServiceId),
+    /// `"all": true`: every service.
+    All,
+}
+
+/// How a [`Services`] is written (also inside a `send` request).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServicesFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service: Option<ServiceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) all: Option<bool>,
+}
+
+impl TryFrom<ServicesFields> for Services {
+    type Error = String;
+
+    fn try_from(f: ServicesFields) -> Result<Services, String> {
+        match (f.name, f.service, f.all) {
+            (Some(n), None, None) => Ok(Services::Named(n)),
+            (None, Some(id), None) => Ok(Services::Id(id)),
+            (None, None, Some(true)) => Ok(Services::All),
+            _ => Err(
+                "give exactly one of \"name\" (a service name), \"service\" (a service id) or \"all\": true"
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl From<Services> for ServicesFields {
+    fn from(t: Services) -> ServicesFields {
+        match t {
+            Services::Named(n) => ServicesFields {
+                name: Some(n),
+                ..ServicesFields::default()
+            },
+            Services::Id(id) => ServicesFields {
+                service: Some(id),
+                ..ServicesFields::default()
+            },
+            Services::All => ServicesFields {
+                all: Some(true),
+                ..ServicesFields::default()
+            },
+        }
+    }
+}
+
+/// A row of the process table (`ls`, and the answer to most requests).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Identifies the service for the life of the supervisor.
+    pub id: ServiceId,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    /// Pid of its current process.
+    pub pid: Option<i32>,
+    /// What the service is doing.
+    pub state: State,
+    /// Whether the current process said it is ready.
+    pub ready: bool,
+    /// Processes launched after the first one.
+    pub restarts: u32,
+    /// Crashes in a row.
+    pub crashes: u32,
+    /// Milliseconds since the current process started.
+    pub uptime_ms: Option<u64>,
+    /// Milliseconds until a pending restart.
+    pub restart_in_ms: Option<u64>,
+    /// How the last process ended (`exit code 1`, `signal SIGKILL`).
+    pub last_exit: Option<String>,
+    /// Why the last launch failed.
+    pub error: Option<String>,
+    /// Resident memory of the current process, in bytes (Linux).
+    pub memory: Option<u64>,
+    /// Its log file (None: the supervisor's stdout).
+    pub log: Option<std::path::PathBuf>,
+}
+
+/// Something that happened to a service: `{"time": ..., "service": 3, "name": "web", "event":
+/// "started", "pid": 4242}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened (RFC 3339 with milliseconds, UTC).
+    #[serde(
+        serialize_with = "serialize_time",
+        deserialize_with = "deserialize_time"
+    )]
+    pub time: SystemTime,
+    /// The service's id (`service` on the wire).
+    #[serde(rename = "service")]
+    pub id: ServiceId,
+    /// The service's name, if it has one.
+    pub name: Option<String>,
+    /// What happened (`event` on the wire, with its details).
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened, with its details; `pid` is the process it happened to. Each variant's
+/// documentation names its fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum EventKind {
+    /// A process started.
+    Started { pid: i32 },
+    /// The process said it is ready.
+    Ready { pid: i32 },
+    /// A stop began, for a `reason`: `stop`, `restart` or `shutdown`.
+    Stopping {
+        pid: i32,
+        reason: pm_child::protocol::StopReason,
+    },
+    /// A process ended: how (`exit`: `exit code 0`, `signal SIGKILL`), whether it was asked to
+    /// stop (`requested`), and how long it ran (`uptime_ms`).
+    Exited {
+        pid: i32,
+        exit: String,
+        requested: bool,
+        uptime_ms: u64,
+    },
+    /// A launch failed, with the `error`.
+    LaunchFailed { error: String },
+    /// A crashed service will be started again in `in_ms` milliseconds, after `crashes` crashes
+    /// in a row.
+    Restarting { in_ms: u64, crashes: u32 },
+    /// A child sent application `data`, exactly as it sent it.
+    Message { pid: i32, data: serde_json::Value },
+}
+
+/// Bytes of a `message` event of service `id` (named `name`) for process `pid` on the control
+/// channel, without its data: what a child's data may add before the event would pass the
+/// line limit. The control channel writes an event as this serialization with `"type":"event"`
+/// added; the time is always 24 characters.
+pub(crate) fn message_event_envelope(id: ServiceId, name: Option<&str>, pid: i32) -> usize {
+    let event = Event {
+        time: SystemTime::now(),
+        id,
+        name: name.map(str::to_owned),
+        kind: EventKind::Message {
+            pid,
+            data: serde_json::Value::Null,
+        },
+    };
+    let len = serde_json::to_vec(&event).map_or(0, |v| v.len());
+    len - "null".len() + r#","type":"event""#.len()
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::logs::lines::timestamp(*t))
+}
+
+fn deserialize_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(d)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+}
+
+/// Why an action was not carried out.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// No service matches (a name or an id; `all` always matches).
+    #[error("{}", no_such(.0))]
+    NoSuchService(Services),
+    /// The supervisor is shutting down and starts nothing new.
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+    /// The actor has ended.
+    #[error("the supervisor has shut down")]
+    Gone,
+    /// Data for a child that is an object whose `cmd` starts with `NODE_`: that form is reserved
+    /// for Node's and pm's own messages, which a Node child would act on.
+    #[error(
+        "data: an object whose \"cmd\" starts with \"NODE_\" is reserved for Node's and pm's own messages"
+    )]
+    ReservedData,
+    /// Data for a child that is longer than a channel line may be, once serialized.
+    #[error("data: {0} bytes of JSON, more than the 1048576 bytes a channel line may hold")]
+    TooLarge(usize),
+}
+
+/// The reply to an action on a selector: the rows of the services it applied to.
+pub type Rows = Result<Vec<ServiceInfo>, ActionError>;
+
+fn no_such(s: &Services) -> String {
+    match s {
+        Services::Named(n) => format!("no service named {n:?}"),
+        Services::Id(id) => format!("no service with id {id}"),
+        Services::All => "no services".into(),
+    }
+}
