@@ -29,6 +29,15 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// `out`, `err` or `pm`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Stream::Out => "out",
+            Stream::Err => "err",
+            Stream::Pm => "pm",
+        }
+    }
+
     /// The tag written in each line; `continued` for a part of a cut line that is not the last.
     fn tag(self, continued: bool) -> &'static str {
         match (self, continued) {
@@ -257,13 +266,38 @@ pub(crate) fn supervisor_line(label: &str, colour: Option<u8>, text: &str) -> Ve
     line
 }
 
-/// The service a log line belongs to: the label between its timestamp and its stream, in
-/// `2026-11-26T12:21:02.123Z web api out | text` (labels may hold spaces, never `|`).
-pub(crate) fn label_of_line(line: &str) -> Option<&str> {
-    let (head, _) = line.split_once(" | ")?;
-    let (_, rest) = head.split_once(' ')?;
-    let (label, stream) = rest.trim_end().rsplit_once(' ')?;
-    matches!(stream, "out" | "err" | "out+" | "err+" | "pm").then_some(label)
+/// A log line read back: `2026-11-26T12:21:02.123Z web api out | text` (labels may hold spaces,
+/// never `|`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parsed<'a> {
+    pub(crate) time: &'a str,
+    pub(crate) label: &'a str,
+    pub(crate) stream: Stream,
+    /// `out+`, `err+`: continues in the next line of this service and stream.
+    pub(crate) continued: bool,
+    pub(crate) text: &'a str,
+}
+
+/// Reads a log line back; None for a line not in the format.
+pub(crate) fn parse_line(line: &str) -> Option<Parsed<'_>> {
+    let (head, text) = line.split_once(" | ")?;
+    let (time, rest) = head.split_once(' ')?;
+    let (label, tag) = rest.trim_end().rsplit_once(' ')?;
+    let (stream, continued) = match tag {
+        "out" => (Stream::Out, false),
+        "out+" => (Stream::Out, true),
+        "err" => (Stream::Err, false),
+        "err+" => (Stream::Err, true),
+        "pm" => (Stream::Pm, false),
+        _ => return None,
+    };
+    Some(Parsed {
+        time,
+        label,
+        stream,
+        continued,
+        text,
+    })
 }
 
 #[cfg(test)]

@@ -122,7 +122,9 @@ fn labels_get_stable_colours() {
 
 #[test]
 fn a_line_belongs_to_exactly_one_service() {
-    let l = label_of_line;
+    fn l(line: &str) -> Option<&str> {
+        parse_line(line).map(|p| p.label)
+    }
     assert_eq!(l("2026-11-26T12:21:02.123Z api out | x"), Some("api"));
     assert_eq!(
         l("2026-11-26T12:21:02.123Z web api err+ | api out | y"),
@@ -137,6 +139,11 @@ fn a_line_belongs_to_exactly_one_service() {
     assert_eq!(l("2026-11-26T12:21:02.123Z api bogus | x"), None);
     let own = String::from_utf8(supervisor_line("web api", None, "started")).expect("utf-8");
     assert_eq!(l(&own), Some("web api"));
+    let p = parse_line("2026-11-26T12:21:02.123Z web err+ | a | b").expect("parses");
+    assert_eq!(
+        (p.time, p.stream, p.continued, p.text),
+        ("2026-11-26T12:21:02.123Z", Stream::Err, true, "a | b")
+    );
 }
 
 fn split_points(len: usize) -> impl Strategy<Value = Vec<usize>> {
