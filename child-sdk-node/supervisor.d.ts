@@ -53,6 +53,20 @@ export interface StartOptions {
 
 export type ServiceState = 'starting' | 'running' | 'stopping' | 'waiting' | 'stopped' | 'exited' | 'failed'
 
+/** A line a service wrote, as `logs()` answers it. */
+export interface LogLine {
+  /** When the supervisor read it: RFC 3339, UTC, milliseconds. */
+  time: string
+  /** The service's name, or its pid for a nameless service. */
+  service: string
+  /** `out`, `err`, or `pm` (the supervisor's own lines about the service). */
+  stream: 'out' | 'err' | 'pm'
+  /** The line without its newline; bytes that are not UTF-8 as U+FFFD. */
+  text: string
+  /** A part of a line longer than 64 KiB, continued by the next line. */
+  continued?: boolean
+}
+
 /** A row of the supervisor's process table. */
 export interface ServiceRow {
   /** The service's id, for the life of the supervisor (across restarts). */
@@ -227,6 +241,12 @@ export class Manager {
   stopall(): Promise<ServiceRow[]>
   /** Every service's row. */
   list(): Promise<ServiceRow[]>
+  /**
+   * The newest lines (at most `lines`; default: every line kept, 1000) the supervisor keeps in
+   * memory for the services named `name` whose output goes to its stdout (no `log` file),
+   * oldest first.
+   */
+  logs(name: string, lines?: number): Promise<LogLine[]>
   /**
    * Sends `data` (any JSON value; `undefined` is sent as null) to every process of the services
    * named `name`, which gets it in `process.on('message')` exactly as sent; resolves with how

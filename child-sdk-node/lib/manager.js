@@ -356,6 +356,19 @@ class Manager extends EventEmitter {
   }
 
   /**
+   * The newest lines (at most `lines`; default: every line kept, 1000) the supervisor keeps in
+   * memory for the services named `name` whose output goes to its stdout (no `log` file),
+   * oldest first: `{ time, service, stream, text }`.
+   */
+  async logs(name, lines) {
+    checkName(name)
+    if (!this._child) throw noSuchService(name, 'logs')
+    const fields = lines === undefined ? { name } : { name, lines }
+    const result = await this._request('logs', fields, { spawnIt: false })
+    return result.lines
+  }
+
+  /**
    * Sends `data` (any JSON value) to every process of the services named `name`; each gets it
    * in `process.on('message')` exactly as sent. Resolves with how many it was queued for.
    */

@@ -72,6 +72,7 @@ const nextTick = () => new Promise((resolve) => setImmediate(resolve))
 function answer(type) {
   if (type === 'send') return { sent: 0 }
   if (type === 'disconnect') return { disconnected: 0 }
+  if (type === 'logs') return { lines: [] }
   if (type === 'start') return { id: 1, name: null, pid: 7, state: 'running', ready: false, restarts: 0, crashes: 0, uptime_ms: 0, restart_in_ms: null, last_exit: null, error: null, memory: null, log: null }
   if (type === 'shutdown') return null
   return []

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 mod reply;
 
+pub use crate::supervisor::LogLine;
 pub use crate::supervisor::ServiceInfo as Row;
 pub use crate::supervisor::Services;
 pub use reply::{
@@ -83,6 +84,9 @@ pub enum Command {
     /// parent's `child.disconnect()` does; the processes keep running. Answer:
     /// [`Answer::Disconnected`].
     Disconnect(Services),
+    /// The recent lines of the selected [`Services`] whose output goes to the supervisor's
+    /// stdout (console services), kept in memory. Answer: [`Answer::Lines`].
+    Logs(Logs),
     /// Stops every service; the supervisor exits after the answer, [`Answer::Done`], once every
     /// process is gone.
     Shutdown,
@@ -93,7 +97,7 @@ pub enum Command {
 
 impl Command {
     /// Every request `type`.
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 10] = [
         "start",
         "stop",
         "restart",
@@ -101,6 +105,7 @@ impl Command {
         "list",
         "send",
         "disconnect",
+        "logs",
         "shutdown",
         "subscribe",
     ];
@@ -117,6 +122,7 @@ impl Command {
             "list" => typed::<NoFields>(fields).map(|_| Command::List),
             "send" => typed(fields).map(Command::Send),
             "disconnect" => typed(fields).map(Command::Disconnect),
+            "logs" => typed(fields).map(Command::Logs),
             "shutdown" => typed::<NoFields>(fields).map(|_| Command::Shutdown),
             "subscribe" => typed::<NoFields>(fields).map(|_| Command::Subscribe),
             _ => {
@@ -206,6 +212,60 @@ impl From<SendData> for SendFields {
             service,
             all,
             data: s.data,
+        }
+    }
+}
+
+/// The fields of a `logs` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "LogsFields", into = "LogsFields")]
+pub struct Logs {
+    /// Whose lines.
+    pub of: Services,
+    /// At most this many, the newest (default and most: [`Logs::MAX_LINES`], every line kept).
+    pub lines: Option<usize>,
+}
+
+impl Logs {
+    /// Lines kept in memory per console service, the most a `logs` request answers per service.
+    pub const MAX_LINES: usize = crate::logs::ring::RING_LINES;
+}
+
+/// How [`Logs`] is written: the fields of [`Services`], and `lines`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<ServiceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lines: Option<usize>,
+}
+
+impl TryFrom<LogsFields> for Logs {
+    type Error = String;
+
+    fn try_from(f: LogsFields) -> Result<Logs, String> {
+        let of = Services::try_from(ServicesFields {
+            name: f.name,
+            service: f.service,
+            all: f.all,
+        })?;
+        Ok(Logs { of, lines: f.lines })
+    }
+}
+
+impl From<Logs> for LogsFields {
+    fn from(l: Logs) -> LogsFields {
+        let ServicesFields { name, service, all } = l.of.into();
+        LogsFields {
+            name,
+            service,
+            all,
+            lines: l.lines,
         }
     }
 }

@@ -32,7 +32,9 @@ mod tests;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use api::{ActionError, Event, EventKind, Rows, ServiceId, ServiceInfo, Services, State};
+pub use api::{
+    ActionError, Event, EventKind, LogLine, Rows, ServiceId, ServiceInfo, Services, State,
+};
 pub(crate) use api::{ServicesFields, message_event_envelope};
 
 use crate::config::ServiceSpec;
@@ -53,6 +55,11 @@ enum Request {
         oneshot::Sender<Result<usize, ActionError>>,
     ),
     Disconnect(Services, oneshot::Sender<Result<usize, ActionError>>),
+    Logs(
+        Services,
+        usize,
+        oneshot::Sender<Result<Vec<LogLine>, ActionError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
     KillAll,
 }
@@ -129,6 +136,13 @@ impl Handle {
     /// were closed. The processes keep running, and are stopped by signals from now on.
     pub async fn disconnect(&self, which: Services) -> Result<usize, ActionError> {
         self.ask(|tx| Request::Disconnect(which, tx)).await?
+    }
+
+    /// The last `lines` lines (at most) kept in memory for the selected services whose output
+    /// goes to the supervisor's stdout, oldest first across services; services with a log file
+    /// have none (their file has them).
+    pub async fn logs(&self, which: Services, lines: usize) -> Result<Vec<LogLine>, ActionError> {
+        self.ask(|tx| Request::Logs(which, lines, tx)).await?
     }
 
     /// Stops everything and ends the actor; resolves when every process is gone and every log

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{RequestId, encode};
-use crate::supervisor::{Event as ServiceEvent, ServiceInfo as Row};
+use crate::supervisor::{Event as ServiceEvent, LogLine, ServiceInfo as Row};
 
 /// Why a request failed: a reply's `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,6 +101,9 @@ pub enum Answer {
     /// `disconnect`: how many channels were closed.
     #[allow(missing_docs)]
     Disconnected { disconnected: usize },
+    /// `logs`: the lines, oldest first.
+    #[allow(missing_docs)]
+    Lines { lines: Vec<LogLine> },
 }
 
 /// The reply to one request.

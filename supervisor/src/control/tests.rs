@@ -21,6 +21,7 @@ fn every_message_vector_parses_to_its_kind_and_is_written_back_as_it_was() {
                     Answer::Row(_) => "row",
                     Answer::Sent { .. } => "sent",
                     Answer::Disconnected { .. } => "disconnected",
+                    Answer::Lines { .. } => "lines",
                 };
                 assert_eq!(expect["answer"], kind, "{name}");
             }

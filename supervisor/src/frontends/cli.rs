@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod logs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,16 +84,27 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Print a service's log lines.
+    /// Print log lines: one service's, or every service's interleaved in time order. Reads the
+    /// log files (rotated ones too), so it works without a supervisor given --config FILE;
+    /// services without a "log" file show the lines the running supervisor keeps in memory.
     Logs {
-        /// Service name.
-        name: String,
-        /// Keep printing new lines.
+        /// Service name (default: every service).
+        name: Option<String>,
+        /// Keep printing new lines, through rotation (file-change notification, no polling).
         #[arg(short, long)]
         follow: bool,
-        /// How many lines to print first.
-        #[arg(short = 'n', long, default_value_t = 50)]
+        /// How many of the last lines to print first.
+        #[arg(short = 'n', long, default_value_t = logs::DEFAULT_LINES)]
         lines: usize,
+        /// Only lines since then: a duration back from now (10m, 1h 30m) or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN", value_parser = logs::parse_since)]
+        since: Option<std::time::SystemTime>,
+        /// Only stderr lines.
+        #[arg(long)]
+        err: bool,
+        /// One JSON object per line: {"time","service","stream","text"}.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -162,8 +174,21 @@ pub(crate) fn main() -> ExitCode {
             name,
             follow,
             lines,
+            since,
+            err,
+            json,
             target,
-        } => exit_code(commands::logs(&target.into(), &name, follow, lines)),
+        } => {
+            let opts = logs::Options {
+                name,
+                lines,
+                since,
+                err_only: err,
+                json,
+                follow,
+            };
+            exit_code(logs::logs(&target.into(), &opts))
+        }
         Command::Sentinel { token } => match crate::process::sentinel::run(&token) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,

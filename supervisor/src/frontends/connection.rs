@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::control::{
-    Answer, Command, ErrorCode, Event, Failure, Message, Reply, Request, RequestId, Services,
+    Answer, Command, ErrorCode, Event, Failure, Logs, Message, Reply, Request, RequestId, Services,
     Start, Wait,
 };
 use crate::framing::LineReader;
@@ -194,6 +194,13 @@ async fn execute(command: Command, handle: &Handle, base: &Path) -> Result<Answe
             .disconnect(which)
             .await
             .map(|disconnected| Answer::Disconnected { disconnected }),
+        Command::Logs(l) => handle
+            .logs(
+                l.of,
+                l.lines.unwrap_or(Logs::MAX_LINES).min(Logs::MAX_LINES),
+            )
+            .await
+            .map(|lines| Answer::Lines { lines }),
         Command::Shutdown => handle.shutdown().await.map(|()| Answer::Done),
         // The connection started pushing events when it read the request.
         Command::Subscribe => Ok(Answer::Done),

@@ -10,8 +10,9 @@
 //! name, or its pid for a nameless service), the stream (`out`, `err`, or `pm` for the
 //! supervisor's own lines about the service), then ` | ` and the bytes of the line as written,
 //! without its `\n` (and without a `\r` before it). Bytes that are not UTF-8 are kept as they
-//! are. A line longer than [`MAX_LOG_LINE`] is cut into parts: every part but the last has the
-//! stream `out+` (or `err+`), meaning "continues in the next line of this service and stream".
+//! are (with `stripANSI`, they become U+FFFD, as on a terminal). A line longer than
+//! [`MAX_LOG_LINE`] is cut into parts: every part but the last has the stream `out+` (or
+//! `err+`), meaning "continues in the next line of this service and stream".
 
 use std::time::SystemTime;
 
@@ -28,6 +29,15 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// `out`, `err` or `pm`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Stream::Out => "out",
+            Stream::Err => "err",
+            Stream::Pm => "pm",
+        }
+    }
+
     /// The tag written in each line; `continued` for a part of a cut line that is not the last.
     fn tag(self, continued: bool) -> &'static str {
         match (self, continued) {
@@ -108,55 +118,94 @@ fn strip_cr(l: &[u8]) -> &[u8] {
     l.strip_suffix(b"\r").unwrap_or(l)
 }
 
-/// Removes ANSI escape sequences (colours, cursor moves, titles) from a byte stream, keeping its
-/// state between reads so that a sequence split across two reads is still removed whole.
-/// Handles CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL` or `ESC ] ... ESC \`), and two-byte
-/// escapes (`ESC x`).
-#[derive(Debug, Default, Clone)]
+/// Removes terminal escape sequences from a byte stream, keeping its state between reads so
+/// that a sequence split across two reads is still removed whole.
+///
+/// A terminal parser (the `vte` crate, the one Alacritty uses) reads the stream as a terminal
+/// would, and only printed text is kept: every ECMA-48 sequence goes, CSI (colours, cursor
+/// moves), OSC (titles, hyperlinks), DCS, SOS/PM/APC strings with their payload, charset
+/// selections (`ESC ( B`, which `tput sgr0` writes) and every other escape. Control characters
+/// other than `\n`, `\r` and `\t` go too (BEL, backspace, C1 controls), and bytes that are not
+/// UTF-8 become U+FFFD, as on a terminal. A `\n` ends any sequence still open (its bytes are
+/// dropped), so one broken sequence never swallows the lines that follow. Memory is bounded:
+/// the parser keeps at most 1 KiB of an OSC string, and ignores the rest.
+#[derive(Default)]
 pub struct AnsiStripper {
-    state: Ansi,
+    parser: vte::Parser,
+    /// The start of a UTF-8 character cut by the end of a read, held for the next one: the
+    /// parser decodes the same characters wherever reads end.
+    held: Vec<u8>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Ansi {
-    #[default]
-    Text,
-    Esc,
-    Csi,
-    Osc,
-    OscEsc,
+impl std::fmt::Debug for AnsiStripper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnsiStripper")
+    }
+}
+
+/// What the parser hands out that is kept: printed characters, and line structure.
+struct Printed<'a>(&'a mut Vec<u8>);
+
+impl vte::Perform for Printed<'_> {
+    fn print(&mut self, c: char) {
+        if c == '\x7f' {
+            return;
+        }
+        let mut utf8 = [0u8; 4];
+        self.0
+            .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+
+    fn execute(&mut self, byte: u8) {
+        if matches!(byte, b'\n' | b'\r' | b'\t') {
+            self.0.push(byte);
+        }
+    }
 }
 
 impl AnsiStripper {
     /// Appends `data` without its escape sequences to `out`.
     pub fn strip(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        for &b in data {
-            self.state = match (self.state, b) {
-                (Ansi::Text, 0x1b) => Ansi::Esc,
-                (Ansi::Text, _) => {
-                    out.push(b);
-                    Ansi::Text
+        let joined;
+        let data = if self.held.is_empty() {
+            data
+        } else {
+            self.held.extend_from_slice(data);
+            joined = std::mem::take(&mut self.held);
+            &joined[..]
+        };
+        let mut printed = Printed(out);
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            match piece.split_last() {
+                Some((b'\n', line)) => {
+                    self.parser.advance(&mut printed, line);
+                    // CAN cancels whatever sequence is open, and is not printed itself.
+                    self.parser.advance(&mut printed, b"\x18\n");
                 }
-                (Ansi::Esc, b'[') => Ansi::Csi,
-                (Ansi::Esc, b']') => Ansi::Osc,
-                (Ansi::Esc, 0x1b) => Ansi::Esc,
-                (Ansi::Esc, _) => Ansi::Text,
-                // Parameter and intermediate bytes, then one final byte in 0x40..=0x7e. A newline
-                // inside means the sequence was broken: keep the newline, end the sequence.
-                (Ansi::Csi, 0x20..=0x3f) => Ansi::Csi,
-                (Ansi::Csi, b'\n') | (Ansi::Osc, b'\n') => {
-                    out.push(b'\n');
-                    Ansi::Text
+                _ => {
+                    let cut = piece.len() - unfinished_utf8(piece);
+                    self.parser.advance(&mut printed, &piece[..cut]);
+                    self.held.extend_from_slice(&piece[cut..]);
                 }
-                (Ansi::Csi, _) => Ansi::Text,
-                (Ansi::Osc, 0x07) => Ansi::Text,
-                (Ansi::Osc, 0x1b) => Ansi::OscEsc,
-                (Ansi::Osc, _) => Ansi::Osc,
-                (Ansi::OscEsc, b'\\') => Ansi::Text,
-                (Ansi::OscEsc, _) => Ansi::Osc,
-            };
+            }
         }
     }
+}
+
+/// How many bytes at the end of `data` begin a UTF-8 character that needs more (0 to 3).
+fn unfinished_utf8(data: &[u8]) -> usize {
+    for back in 1..=data.len().min(3) {
+        let b = data[data.len() - back];
+        let needs = match b {
+            0x80..=0xbf => continue,
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => return 0,
+        };
+        return if back < needs { back } else { 0 };
+    }
+    0
 }
 
 /// `2026-11-26T12:21:02.123Z`: UTC with milliseconds, the timestamp of every log line.
@@ -217,13 +266,38 @@ pub(crate) fn supervisor_line(label: &str, colour: Option<u8>, text: &str) -> Ve
     line
 }
 
-/// The service a log line belongs to: the label between its timestamp and its stream, in
-/// `2026-11-26T12:21:02.123Z web api out | text` (labels may hold spaces, never `|`).
-pub(crate) fn label_of_line(line: &str) -> Option<&str> {
-    let (head, _) = line.split_once(" | ")?;
-    let (_, rest) = head.split_once(' ')?;
-    let (label, stream) = rest.trim_end().rsplit_once(' ')?;
-    matches!(stream, "out" | "err" | "out+" | "err+" | "pm").then_some(label)
+/// A log line read back: `2026-11-26T12:21:02.123Z web api out | text` (labels may hold spaces,
+/// never `|`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parsed<'a> {
+    pub(crate) time: &'a str,
+    pub(crate) label: &'a str,
+    pub(crate) stream: Stream,
+    /// `out+`, `err+`: continues in the next line of this service and stream.
+    pub(crate) continued: bool,
+    pub(crate) text: &'a str,
+}
+
+/// Reads a log line back; None for a line not in the format.
+pub(crate) fn parse_line(line: &str) -> Option<Parsed<'_>> {
+    let (head, text) = line.split_once(" | ")?;
+    let (time, rest) = head.split_once(' ')?;
+    let (label, tag) = rest.trim_end().rsplit_once(' ')?;
+    let (stream, continued) = match tag {
+        "out" => (Stream::Out, false),
+        "out+" => (Stream::Out, true),
+        "err" => (Stream::Err, false),
+        "err+" => (Stream::Err, true),
+        "pm" => (Stream::Pm, false),
+        _ => return None,
+    };
+    Some(Parsed {
+        time,
+        label,
+        stream,
+        continued,
+        text,
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ impl Pump {
         let mut clean = Vec::new();
         let mut ansi = AnsiStripper::default();
         let mut lines = LogLines::default();
+        // A console service's lines for its ring, each with its `continued` flag as last byte.
+        let mut recent = self.sink.ring().map(|_| Vec::new());
         let mut small = false;
         loop {
             if !small {
@@ -91,15 +93,48 @@ impl Pump {
                 &buf[..n]
             };
             let batch = format_output(&self.label, self.colour, stream, |emit| {
-                lines.feed(data, emit);
+                lines.feed(data, |l, continued| {
+                    emit(l, continued);
+                    keep(&mut recent, l, continued);
+                });
             });
-            if !batch.is_empty() {
-                self.sink.write(batch).await;
-            }
+            self.deliver(batch, stream, &mut recent).await;
         }
-        let batch = format_output(&self.label, self.colour, stream, |emit| lines.finish(emit));
+        let batch = format_output(&self.label, self.colour, stream, |emit| {
+            lines.finish(|l, continued| {
+                emit(l, continued);
+                keep(&mut recent, l, continued);
+            });
+        });
+        self.deliver(batch, stream, &mut recent).await;
+    }
+
+    /// Writes a batch to the log, and its lines (`recent`, emptied) to the ring of a console
+    /// service.
+    async fn deliver(&self, batch: Vec<u8>, stream: Stream, recent: &mut Option<Vec<Vec<u8>>>) {
+        if let (Some(ring), Some(lines)) = (self.sink.ring(), recent.as_mut()) {
+            let parts: Vec<(&[u8], bool)> = lines
+                .iter()
+                .map(|l| match l.split_last() {
+                    Some((&continued, text)) => (text, continued == 1),
+                    None => (&l[..], false),
+                })
+                .collect();
+            ring.push(std::time::SystemTime::now(), stream, &parts);
+            lines.clear();
+        }
         if !batch.is_empty() {
             self.sink.write(batch).await;
         }
+    }
+}
+
+/// Copies a line for the ring (when there is one).
+fn keep(recent: &mut Option<Vec<Vec<u8>>>, line: &[u8], continued: bool) {
+    if let Some(r) = recent {
+        let mut l = Vec::with_capacity(line.len() + 1);
+        l.extend_from_slice(line);
+        l.push(u8::from(continued));
+        r.push(l);
     }
 }

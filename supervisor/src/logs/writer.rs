@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::file::{Rotation, Target};
+use super::ring::Ring;
 
 /// Most bytes from children queued for one log file at once.
 const BUDGET_BYTES: usize = 4 * 1024 * 1024;
@@ -76,6 +77,8 @@ pub(crate) struct LogHub {
 #[derive(Debug, Clone)]
 pub(crate) struct Sink {
     link: Arc<Link>,
+    /// A console service's recent lines (its lines go to the supervisor's stdout).
+    ring: Option<Arc<Ring>>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -85,12 +88,17 @@ impl std::fmt::Debug for Msg {
 }
 
 impl LogHub {
-    /// The sink for a log file (None: the supervisor's stdout). Services naming the same file
-    /// share one writer; the first one's rotation settings apply to it.
+    /// The sink of one service for a log file (None: the supervisor's stdout, and a ring of
+    /// its own). Services naming the same file share one writer; the first one's rotation
+    /// settings apply to it.
     pub(crate) fn sink(&mut self, path: Option<&Path>, rotation: Rotation) -> Sink {
         let key = path.map(Path::to_path_buf);
+        let ring = path.is_none().then(|| Arc::new(Ring::default()));
         if let Some(link) = self.targets.get(&key) {
-            return Sink { link: link.clone() };
+            return Sink {
+                link: link.clone(),
+                ring,
+            };
         }
         let (tx, rx) = mpsc::channel();
         let link = Arc::new(Link {
@@ -116,7 +124,7 @@ impl LogHub {
             }
         }
         self.targets.insert(key, link.clone());
-        Sink { link }
+        Sink { link, ring }
     }
 
     /// Writes everything queued and stops the threads, waiting for them until `deadline`. A
@@ -145,6 +153,11 @@ impl Sink {
     /// Whether the lines go to the supervisor's stdout.
     pub(crate) fn is_stdout(&self) -> bool {
         self.link.path.is_none()
+    }
+
+    /// The recent lines of a console service.
+    pub(crate) fn ring(&self) -> Option<&Arc<Ring>> {
+        self.ring.as_ref()
     }
 
     /// Queues output lines, waiting while this file's byte budget is used up (back-pressure).

@@ -13,10 +13,15 @@ use super::notes::Note;
 use super::table::Table;
 use super::timers::Timers;
 use super::waiters::{WaitFor, Waiter, Waiters};
-use super::{ActionError, Event, EventKind, Request, Rows, ServiceId, ServiceInfo, Services};
+use super::{
+    ActionError, Event, EventKind, LogLine, Request, Rows, ServiceId, ServiceInfo, Services,
+};
 use crate::config::ServiceSpec;
 use crate::service::lifecycle::{Lifecycle, State};
 use crate::service::restart_policy::RestartPolicy;
+
+/// Most bytes of text in the answer to a `logs` request.
+const MAX_LOGS_ANSWER: usize = 1024 * 1024;
 
 pub(super) struct Actor<E: Effects> {
     pub(super) fx: E,
@@ -121,9 +126,45 @@ impl<E: Effects> Actor<E> {
             Request::Disconnect(which, reply) => {
                 let _ = reply.send(self.disconnect(&which));
             }
+            Request::Logs(which, n, reply) => {
+                let _ = reply.send(self.recent_lines(&which, n));
+            }
             Request::Shutdown(reply) => self.begin_shutdown(Some(reply)),
             Request::KillAll => self.kill_all(),
         }
+    }
+
+    /// The last `n` kept lines of the selected services, oldest first, and at most
+    /// [`MAX_LOGS_ANSWER`] bytes of text (the newest).
+    fn recent_lines(&self, which: &Services, n: usize) -> Result<Vec<LogLine>, ActionError> {
+        let mut all = Vec::new();
+        for id in self.table.select(which)? {
+            let Some(svc) = self.table.get(id) else {
+                continue;
+            };
+            let label = svc.label();
+            all.extend(
+                self.fx
+                    .recent(&svc.log, n)
+                    .into_iter()
+                    .map(|r| (r, label.clone())),
+            );
+        }
+        // Stable: each service's lines keep their order.
+        all.sort_by_key(|(r, _)| r.time);
+        let mut bytes = 0;
+        let mut newest: Vec<LogLine> = all
+            .into_iter()
+            .rev()
+            .take(n)
+            .take_while(|(r, _)| {
+                bytes += r.text.len();
+                bytes <= MAX_LOGS_ANSWER
+            })
+            .map(|(r, label)| LogLine::from_recent(r, &label))
+            .collect();
+        newest.reverse();
+        Ok(newest)
     }
 
     fn add_service(&mut self, spec: ServiceSpec, await_ready: bool) -> ServiceId {

@@ -214,3 +214,33 @@ fn no_such(s: &Services) -> String {
         Services::All => "no services".into(),
     }
 }
+
+/// A log line as the `logs` request answers it, and as `pm-supervisor logs --json` writes it:
+/// `{"time": "2026-11-26T12:21:02.123Z", "service": "web", "stream": "out", "text": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When the supervisor read it (RFC 3339, UTC, milliseconds).
+    pub time: String,
+    /// The service's label: its name, or its pid for a nameless service.
+    pub service: String,
+    /// `out`, `err`, or `pm` (the supervisor's own lines about the service).
+    pub stream: String,
+    /// The line as written, without its `\n`; bytes that are not UTF-8 as U+FFFD.
+    pub text: String,
+    /// A part of a line longer than 64 KiB, continued by the next line of the same service and
+    /// stream (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
+}
+
+impl LogLine {
+    pub(crate) fn from_recent(r: crate::logs::ring::Recent, service: &str) -> LogLine {
+        LogLine {
+            time: crate::logs::lines::timestamp(r.time),
+            service: service.to_owned(),
+            stream: r.stream.name().to_owned(),
+            text: r.text.into(),
+            continued: r.continued,
+        }
+    }
+}

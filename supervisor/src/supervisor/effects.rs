@@ -56,6 +56,12 @@ pub(super) trait Effects {
     /// Writes one of the supervisor's own lines to a service's log (labelled `label`).
     fn note(&mut self, log: &Self::Log, label: &str, note: &Note);
 
+    /// The last `n` lines kept in memory for a service whose log is the supervisor's stdout
+    /// (none for a log file).
+    fn recent(&self, _log: &Self::Log, _n: usize) -> Vec<crate::logs::ring::Recent> {
+        Vec::new()
+    }
+
     /// Starts process number `num` of service `id`: its output goes to `log`, its channel's
     /// events come back tagged with `num`, and the sentinel gets copies of its output pipes.
     fn launch(

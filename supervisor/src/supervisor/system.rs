@@ -139,6 +139,13 @@ impl Effects for System {
     fn note(&mut self, log: &Sink, label: &str, note: &Note) {
         let text = note.to_string();
         let line = lines::supervisor_line(label, colour_for(log, label), &text);
+        if let Some(ring) = log.ring() {
+            ring.push(
+                std::time::SystemTime::now(),
+                Stream::Pm,
+                &[(text.as_bytes(), false)],
+            );
+        }
         if note.is_error() {
             log.write_now(line);
             tracing::error!(service = %label, "{text}");
@@ -148,6 +155,10 @@ impl Effects for System {
             tracing::info!(service = %label, "{text}");
         }
         log.write_now(line);
+    }
+
+    fn recent(&self, log: &Sink, n: usize) -> Vec<crate::logs::ring::Recent> {
+        log.ring().map_or_else(Vec::new, |r| r.last(n))
     }
 
     fn launch(

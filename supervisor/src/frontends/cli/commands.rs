@@ -1,14 +1,12 @@
-//! The client commands: `ls`, `stop`, `restart`, `stopall`, `send`, `logs`.
+//! The client commands: `ls`, `stop`, `restart`, `stopall`, `send` (`logs` is in `logs.rs`).
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use super::client::{CliError, Client, Target, err, rows};
-use crate::control::{Answer, Command, Row, SendData, Services};
-use crate::logs::lines::label_of_line;
+use crate::control::{Answer, Command, SendData, Services};
 use crate::supervisor::State;
 
 /// `pm-supervisor ls`.
@@ -113,72 +111,6 @@ pub(super) fn send(target: &Target, name: &str, input: DataInput) -> Result<(), 
         other => return Err(err(format!("bad reply: expected a count, got {other:?}"))),
     }
     Ok(())
-}
-
-/// `logs NAME [-f] [-n N]`: the last lines of the service's log file (only its own lines when
-/// several services share the file), then new ones as they come with `-f`.
-pub(super) fn logs(
-    target: &Target,
-    name: &str,
-    follow: bool,
-    lines: usize,
-) -> Result<(), CliError> {
-    let rows: Vec<Row> = rows(Client::open(target)?.request(Command::List)?)?
-        .into_iter()
-        .filter(|r| r.name.as_deref() == Some(name))
-        .collect();
-    if rows.is_empty() {
-        return Err(err(format!("no service named {name:?}")));
-    }
-    // Services sharing a name usually share a log file; the first one with a file is read.
-    let Some(path) = rows.iter().find_map(|r| r.log.clone()) else {
-        return Err(err(format!(
-            "{name} has no \"log\" file: its output goes to the supervisor's stdout"
-        )));
-    };
-    let is_mine = |l: &str| label_of_line(l) == Some(name);
-    let text = std::fs::read(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().filter(|l| is_mine(l)).collect();
-    let mut out = std::io::stdout().lock();
-    for l in &all[all.len().saturating_sub(lines)..] {
-        if writeln!(out, "{l}").is_err() {
-            return Ok(()); // a closed pipe (| head) is not an error
-        }
-    }
-    drop(out);
-    if !follow {
-        return Ok(());
-    }
-    let mut offset = text.len() as u64;
-    let mut partial = String::new();
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < offset {
-            offset = 0; // rotated or truncated: start over on the new file
-        }
-        if len == offset || f.seek(SeekFrom::Start(offset)).is_err() {
-            continue;
-        }
-        let mut chunk = Vec::new();
-        if f.read_to_end(&mut chunk).is_err() {
-            continue;
-        }
-        offset += chunk.len() as u64;
-        partial.push_str(&String::from_utf8_lossy(&chunk));
-        let mut out = std::io::stdout().lock();
-        while let Some(i) = partial.find('\n') {
-            let line: String = partial.drain(..=i).collect();
-            if is_mine(&line) && out.write_all(line.as_bytes()).is_err() {
-                return Ok(());
-            }
-        }
-        let _ = out.flush();
-    }
 }
 
 fn human_ms(ms: u64) -> String {

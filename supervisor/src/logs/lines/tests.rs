@@ -50,18 +50,61 @@ fn invalid_utf8_is_kept_byte_for_byte() {
     );
 }
 
-#[test]
-fn ansi_sequences_are_removed_even_when_split_across_reads() {
-    let text =
-        b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07plain \x1b]8;;http://x\x1b\\link\x1b[2K\x1bc end\n";
-    let expect = b"red plain link end\n".to_vec();
-    for cut in 0..text.len() {
+/// `text` stripped whole, and cut in two at every place: the same `expect` each time.
+fn strips_to(text: &[u8], expect: &[u8]) {
+    for cut in 0..=text.len() {
         let mut s = AnsiStripper::default();
         let mut out = Vec::new();
         s.strip(&text[..cut], &mut out);
         s.strip(&text[cut..], &mut out);
-        assert_eq!(out, expect, "cut at {cut}");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(expect),
+            "{:?} cut at {cut}",
+            String::from_utf8_lossy(text)
+        );
     }
+}
+
+#[test]
+fn ansi_sequences_are_removed_even_when_split_across_reads() {
+    strips_to(
+        b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07plain \x1b]8;;http://x\x1b\\link\x1b[2K\x1bc end\n",
+        b"red plain link end\n",
+    );
+}
+
+#[test]
+fn charset_selections_are_removed() {
+    // `tput sgr0` on xterm: ESC ( B ESC [ m.
+    strips_to(b"x\x1b(By\x1b[mz\n", b"xyz\n");
+    strips_to(b"\x1b)0\x1b(0lqk\x1b(B done", b"lqk done");
+    // Other two-byte and intermediate escapes: keypad mode, save cursor, DEC line drawing.
+    strips_to(b"a\x1b=b\x1b7c\x1b#8d", b"abcd");
+}
+
+#[test]
+fn string_sequences_lose_their_payload() {
+    // DCS (a terminal query, a sixel image), ended by ST.
+    strips_to(b"x\x1bP1$r0m\x1b\\y\n", b"xy\n");
+    strips_to(b"a\x1bPq#0;2;0;0;0#0~~@@vv\x1b\\b", b"ab");
+    // SOS, PM, APC; OSC ended by BEL or ST.
+    strips_to(b"1\x1bXsos\x1b\\2\x1b^pm\x1b\\3\x1b_apc\x1b\\4", b"1234");
+    strips_to(b"\x1b]2;title\x1b\\t\x1b]52;c;aGk=\x07!", b"t!");
+}
+
+#[test]
+fn a_newline_ends_a_broken_sequence_and_text_is_kept() {
+    // An unterminated OSC or DCS does not swallow the next lines.
+    strips_to(b"a\x1b]0;no end\nnext\n", b"a\nnext\n");
+    strips_to(b"a\x1bPno end\nnext\n", b"a\nnext\n");
+    strips_to(b"a\x1b[12\nb", b"a\nb");
+    // Tabs, CRs and UTF-8 stay; other controls go; invalid UTF-8 becomes U+FFFD.
+    strips_to(
+        "t\tab\r\né\x07\x08 ✓\n".as_bytes(),
+        "t\tab\r\né ✓\n".as_bytes(),
+    );
+    strips_to(b"\xff!", "\u{fffd}!".as_bytes());
 }
 
 #[test]
@@ -79,7 +122,9 @@ fn labels_get_stable_colours() {
 
 #[test]
 fn a_line_belongs_to_exactly_one_service() {
-    let l = label_of_line;
+    fn l(line: &str) -> Option<&str> {
+        parse_line(line).map(|p| p.label)
+    }
     assert_eq!(l("2026-11-26T12:21:02.123Z api out | x"), Some("api"));
     assert_eq!(
         l("2026-11-26T12:21:02.123Z web api err+ | api out | y"),
@@ -94,6 +139,11 @@ fn a_line_belongs_to_exactly_one_service() {
     assert_eq!(l("2026-11-26T12:21:02.123Z api bogus | x"), None);
     let own = String::from_utf8(supervisor_line("web api", None, "started")).expect("utf-8");
     assert_eq!(l(&own), Some("web api"));
+    let p = parse_line("2026-11-26T12:21:02.123Z web err+ | a | b").expect("parses");
+    assert_eq!(
+        (p.time, p.stream, p.continued, p.text),
+        ("2026-11-26T12:21:02.123Z", Stream::Err, true, "a | b")
+    );
 }
 
 fn split_points(len: usize) -> impl Strategy<Value = Vec<usize>> {
@@ -116,7 +166,20 @@ fn pieces<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 
 fn data_with_newlines() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
-        prop_oneof![6 => any::<u8>(), 1 => Just(b'\n'), 1 => Just(b'\r'), 1 => Just(0x1b), 1 => Just(b'[')],
+        prop_oneof![
+            12 => any::<u8>(),
+            2 => Just(b'\n'),
+            2 => Just(0x1b),
+            1 => Just(b'\r'),
+            1 => Just(b'['),
+            1 => Just(b']'),
+            1 => Just(b'P'),
+            1 => Just(b'('),
+            1 => Just(b'\\'),
+            1 => Just(0x07),
+            1 => Just(0xc3),
+            1 => Just(0xa9),
+        ],
         0..300,
     )
 }
@@ -171,10 +234,15 @@ proptest! {
             s.strip(p, &mut split);
         }
         prop_assert_eq!(split, once.clone());
-        // Stripping never adds bytes, and text without ESC passes unchanged.
-        prop_assert!(once.len() <= data.len());
-        if !data.contains(&0x1b) {
-            prop_assert_eq!(once, data);
+        // The result is text: UTF-8 without ESC. Stripping UTF-8 never adds bytes, and text
+        // without escapes or controls (but \t, \r, \n) passes unchanged.
+        prop_assert!(std::str::from_utf8(&once).is_ok());
+        prop_assert!(!once.contains(&0x1b));
+        if let Ok(text) = std::str::from_utf8(&data) {
+            prop_assert!(once.len() <= data.len());
+            if !text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n')) {
+                prop_assert_eq!(once, data);
+            }
         }
     }
 }
