@@ -173,10 +173,12 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     let listener = instance.dir().bind(&instance.socket_name())?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
+    let config_path = setup.config.as_ref().map(|c| c.path.clone());
     let (handle, join) = supervisor::spawn(Options {
         token: new_token(),
         instance: Some(instance),
         sentinel: true,
+        config: config_path,
     })?;
     let signals = tokio::spawn({
         let handle = handle.clone();
@@ -220,10 +222,9 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
             OnEof::Shutdown,
         ));
     }
-    for spec in setup.config.map(|c| c.services).unwrap_or_default() {
-        if handle.start(spec, false).await.is_err() {
-            break;
-        }
+    if let Some(config) = setup.config {
+        // What `reload` does later, on an empty table: every service is added.
+        let _ = handle.apply_config(config.services).await;
     }
     drop(handle);
     let result = join.await;
