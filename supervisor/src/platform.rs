@@ -54,8 +54,8 @@ use fallback as os;
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use nix::unistd::Pid;
 pub(crate) use os::{
-    GroupUsage, KNOWS_START_TIMES, LiveGroups, enlarge_pipe, group_usage, kill_tagged, next_exited, own_exe, path_through,
-    peer_uid, signal_tagged, start_time,
+    GroupUsage, KNOWS_START_TIMES, LiveGroups, enlarge_pipe, group_usage, kill_tagged, next_exited,
+    own_exe, path_through, peer_uid, signal_tagged, start_time,
 };
 pub(crate) use unix::{
     Exit, is_socket, new_session, prepare_sentinel, prepare_supervisor, reap, recv_with_fds,

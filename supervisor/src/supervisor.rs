@@ -57,7 +57,10 @@ enum Request {
         oneshot::Sender<Result<Vec<Description>, ActionError>>,
     ),
     /// The services of the config file, as it reads now.
-    Reload(Vec<ServiceSpec>, oneshot::Sender<Result<Reloaded, ActionError>>),
+    Reload(
+        Vec<ServiceSpec>,
+        oneshot::Sender<Result<Reloaded, ActionError>>,
+    ),
     List(oneshot::Sender<Vec<ServiceInfo>>),
     Send(
         Services,
@@ -218,12 +221,5 @@ pub fn spawn(opts: Options) -> std::io::Result<(Handle, tokio::task::JoinHandle<
     let fx = system::System::new(opts, chan_tx)?;
     let actor = actor::Actor::new(fx, events.clone());
     let join = tokio::spawn(system::run(actor, rx, sigchld, chan_rx));
-    Ok((
-        Handle {
-            tx,
-            events,
-            config,
-        },
-        join,
-    ))
+    Ok((Handle { tx, events, config }, join))
 }

@@ -108,6 +108,10 @@ fn main(setup: Setup) -> ExitCode {
             return refuse(setup.control_fd, code, &msg, exit);
         }
     };
+    let swept = instance.sweep_finished();
+    if swept > 0 {
+        tracing::debug!(count = swept, "removed files of finished supervisors");
+    }
     let leftovers = instance.kill_leftovers();
     if leftovers > 0 {
         tracing::warn!(

@@ -89,8 +89,16 @@ pub(crate) fn group_usage(pgids: &[i32]) -> std::collections::HashMap<i32, Group
     }
     let wanted: HashSet<i32> = pgids.iter().copied().collect();
     // SAFETY: sysconf has no preconditions.
-    let (tick, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
-    let (tick, page) = (u64::try_from(tick).unwrap_or(100).max(1), u64::try_from(page).unwrap_or(4096));
+    let (tick, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let (tick, page) = (
+        u64::try_from(tick).unwrap_or(100).max(1),
+        u64::try_from(page).unwrap_or(4096),
+    );
     for pid in all_pids() {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;

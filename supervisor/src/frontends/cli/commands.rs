@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::client::{CliError, Client, Target, err, rows};
 use crate::config::{EnvValue, RawService};
 use crate::control::{Answer, Command, Event, Message, Row, SendData, Services, Start, Wait};
-use crate::supervisor::{Description, EventKind};
 use crate::logs::lines::label_of_line;
 use crate::supervisor::State;
+use crate::supervisor::{Description, EventKind};
 
 /// `pm-supervisor ls`.
 pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
@@ -26,7 +26,10 @@ pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
     }
     let colour = use_colour();
     let mut table = vec![
-        ["id", "name", "pid", "state", "restarts", "uptime", "cpu", "memory"].map(Cell::plain),
+        [
+            "id", "name", "pid", "state", "restarts", "uptime", "cpu", "memory",
+        ]
+        .map(Cell::plain),
     ];
     for r in &rows {
         table.push([
@@ -192,7 +195,8 @@ impl StartArgs {
             let Some((k, v)) = kv.split_once('=') else {
                 return Err(err(format!("--env {kv:?}: write it KEY=VALUE")));
             };
-            spec.env.insert(k.to_owned(), EnvValue::String(v.to_owned()));
+            spec.env
+                .insert(k.to_owned(), EnvValue::String(v.to_owned()));
         }
         Ok(spec)
     }
@@ -224,7 +228,11 @@ pub(super) fn start(target: &Target, args: StartArgs) -> Result<(), CliError> {
 pub(super) fn describe(target: &Target, which: Services, as_json: bool) -> Result<(), CliError> {
     let services = match Client::open(target)?.request(Command::Describe(which))? {
         Answer::Described { services } => services,
-        other => return Err(err(format!("bad reply: expected descriptions, got {other:?}"))),
+        other => {
+            return Err(err(format!(
+                "bad reply: expected descriptions, got {other:?}"
+            )));
+        }
     };
     if as_json {
         println!(
@@ -270,7 +278,10 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         Some((p, [])) => p.to_string(),
         Some((p, rest)) => format!(
             "{p} (group: {})",
-            rest.iter().map(i32::to_string).collect::<Vec<_>>().join(" ")
+            rest.iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     };
     field("pid", pids);
@@ -290,7 +301,12 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
     let args: Vec<String> = s
         .get("args")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if !args.is_empty() {
         field("args", args.join(" "));
@@ -313,7 +329,11 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         }
         None => field("log", "- (the supervisor's stdout)".into()),
     }
-    if let Some(env) = s.get("env").and_then(Value::as_object).filter(|e| !e.is_empty()) {
+    if let Some(env) = s
+        .get("env")
+        .and_then(Value::as_object)
+        .filter(|e| !e.is_empty())
+    {
         let env: Vec<String> = env
             .iter()
             .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
@@ -349,10 +369,17 @@ fn timestamp(t: SystemTime) -> String {
 pub(super) fn reload(target: &Target, as_json: bool) -> Result<(), CliError> {
     let done = match Client::open(target)?.request(Command::Reload)? {
         Answer::Reloaded(r) => r,
-        other => return Err(err(format!("bad reply: expected a reload report, got {other:?}"))),
+        other => {
+            return Err(err(format!(
+                "bad reply: expected a reload report, got {other:?}"
+            )));
+        }
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&done).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done).unwrap_or_default()
+        );
         return Ok(());
     }
     let mut said = false;
@@ -374,7 +401,10 @@ pub(super) fn reload(target: &Target, as_json: bool) -> Result<(), CliError> {
         }
     }
     if !said {
-        println!("nothing changed ({} services as in the file)", done.unchanged.len());
+        println!(
+            "nothing changed ({} services as in the file)",
+            done.unchanged.len()
+        );
     } else if !done.unchanged.is_empty() {
         println!("unchanged: {}", done.unchanged.len());
     }
@@ -434,11 +464,17 @@ fn event_text(e: &Event) -> String {
             uptime_ms,
         } => {
             let why = if *requested { ", requested" } else { "" };
-            format!("exited pid {pid}: {exit} after {}{why}", human_ms(*uptime_ms))
+            format!(
+                "exited pid {pid}: {exit} after {}{why}",
+                human_ms(*uptime_ms)
+            )
         }
         EventKind::LaunchFailed { error } => format!("launch failed: {error}"),
         EventKind::Restarting { in_ms, crashes } => {
-            format!("restarting in {} ({crashes} crashes in a row)", human_ms(*in_ms))
+            format!(
+                "restarting in {} ({crashes} crashes in a row)",
+                human_ms(*in_ms)
+            )
         }
         EventKind::Message { pid, data } => format!("message pid {pid}: {data}"),
         #[allow(unreachable_patterns)]
@@ -488,10 +524,7 @@ pub(super) fn send(target: &Target, to: Services, input: DataInput) -> Result<()
     }
     let data: Value =
         serde_json::from_slice(&text).map_err(|e| err(format!("{from} is not JSON: {e}")))?;
-    let command = Command::Send(SendData {
-        to,
-        data,
-    });
+    let command = Command::Send(SendData { to, data });
     match Client::open(target)?.request(command)? {
         Answer::Sent { sent } => println!("sent to {sent} process(es)"),
         other => return Err(err(format!("bad reply: expected a count, got {other:?}"))),
