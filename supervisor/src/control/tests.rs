@@ -21,6 +21,8 @@ fn every_message_vector_parses_to_its_kind_and_is_written_back_as_it_was() {
                     Answer::Row(_) => "row",
                     Answer::Sent { .. } => "sent",
                     Answer::Disconnected { .. } => "disconnected",
+                    Answer::Described { .. } => "described",
+                    Answer::Reloaded(_) => "reloaded",
                 };
                 assert_eq!(expect["answer"], kind, "{name}");
             }
