@@ -76,9 +76,9 @@ mod tests {
     #[test]
     fn comments_and_trailing_commas_become_spaces() {
         let text = "{\n  // a comment\n  \"services\": [1, 2, /* two */],\n}\n";
-        let json = to_json(text).unwrap();
+        let json = to_json(text).expect("valid JSONC");
         assert_eq!(json.len(), text.len());
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).expect("plain JSON");
         assert_eq!(v, serde_json::json!({"services": [1, 2]}));
         assert_eq!(json.lines().count(), text.lines().count());
     }
@@ -86,13 +86,13 @@ mod tests {
     #[test]
     fn strings_that_look_like_comments_stay() {
         let text = r#"{"a": "http://x/*y*/", "b": "1,]"}"#;
-        assert_eq!(to_json(text).unwrap(), text);
+        assert_eq!(to_json(text).expect("valid"), text);
     }
 
     #[test]
     fn an_unterminated_comment_is_located() {
         let text = "{\"services\": []\n/* open";
-        let e = to_json(text).unwrap_err();
+        let e = to_json(text).expect_err("unterminated");
         assert_eq!(e.at, 16, "{e:?}");
     }
 }

@@ -8,12 +8,17 @@ use super::fake::code;
 use super::*;
 use crate::platform::GroupUsage;
 
-fn reload(s: &mut Sup, specs: Vec<ServiceSpec>) -> oneshot::Receiver<Result<super::super::Reloaded, ActionError>> {
+fn reload(
+    s: &mut Sup,
+    specs: Vec<ServiceSpec>,
+) -> oneshot::Receiver<Result<super::super::Reloaded, ActionError>> {
     s.ask(|tx| Request::Reload(specs, tx))
 }
 
 fn names(rows: &[ServiceInfo]) -> Vec<&str> {
-    rows.iter().map(|r| r.name.as_deref().unwrap_or("-")).collect()
+    rows.iter()
+        .map(|r| r.name.as_deref().unwrap_or("-"))
+        .collect()
 }
 
 #[test]
@@ -28,7 +33,13 @@ fn the_plan_matches_by_name_in_order_and_nameless_services_by_their_spec() {
     nameless2.script = "y.js".into();
     let p = plan(
         &current,
-        vec![a.clone(), b2.clone(), dup1.clone(), spec("c"), nameless2.clone()],
+        vec![
+            a.clone(),
+            b2.clone(),
+            dup1.clone(),
+            spec("c"),
+            nameless2.clone(),
+        ],
     );
     assert_eq!(
         p,
@@ -41,8 +52,20 @@ fn the_plan_matches_by_name_in_order_and_nameless_services_by_their_spec() {
         }
     );
     // The same file again: nothing to do.
-    let same = plan(&current, vec![a.clone(), b.clone(), dup1.clone(), dup2.clone(), nameless.clone()]);
-    assert_eq!((same.add.len(), same.change.len(), same.remove.len()), (0, 0, 0));
+    let same = plan(
+        &current,
+        vec![
+            a.clone(),
+            b.clone(),
+            dup1.clone(),
+            dup2.clone(),
+            nameless.clone(),
+        ],
+    );
+    assert_eq!(
+        (same.add.len(), same.change.len(), same.remove.len()),
+        (0, 0, 0)
+    );
     assert_eq!(same.keep, [1, 2, 3, 4, 5]);
 }
 
@@ -55,7 +78,10 @@ fn delete_stops_a_service_then_forgets_it() {
     s.signals();
     let mut reply = s.ask(|tx| Request::Delete(Services::Id(web.id), tx));
     assert_eq!(s.signals(), [(p.pid, Signal::SIGTERM)]);
-    assert!(rows(&mut reply).is_none(), "answered once the process is gone");
+    assert!(
+        rows(&mut reply).is_none(),
+        "answered once the process is gone"
+    );
     assert_eq!(names(&s.list()), ["web", "db"], "listed while it stops");
     s.exit(p.pid, Exit::Signal(Signal::SIGTERM));
     let done = rows(&mut reply).expect("answered");
@@ -64,7 +90,9 @@ fn delete_stops_a_service_then_forgets_it() {
     // Gone for good: no restart, and a name or id that named it names nothing now.
     s.advance(Duration::from_secs(10));
     assert_eq!(s.proc(web.id), p);
-    let again = s.ask(|tx| Request::Stop(Services::Named("web".into()), tx)).try_recv();
+    let again = s
+        .ask(|tx| Request::Stop(Services::Named("web".into()), tx))
+        .try_recv();
     assert!(matches!(again, Ok(Err(ActionError::NoSuchService(_)))));
     // A stopped service is forgotten at once; `all` forgets every one.
     s.ask(|tx| Request::Stop(Services::All, tx));
@@ -103,7 +131,10 @@ fn reload_adds_removes_and_restarts_changed_services_and_answers_when_done() {
     assert_eq!(names(&done.added), ["new"]);
     assert_eq!(names(&done.changed), ["change"]);
     assert_eq!(names(&done.removed), ["gone"]);
-    assert_eq!(done.unchanged.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]]);
+    assert_eq!(
+        done.unchanged.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[0]]
+    );
     let relaunched = s.proc(ids[2]);
     assert_ne!(relaunched, change, "relaunched");
     assert_eq!(s.proc(ids[0]), keep, "left alone");
