@@ -29,9 +29,18 @@ pub(crate) fn to_json(text: &str) -> Result<String, SyntaxError> {
         comments: CommentCollectionStrategy::AsTokens,
         tokens: true,
     };
-    let parsed = parse_to_ast(text, &collect, &options).map_err(|e| SyntaxError {
-        at: e.range().start,
-        message: e.kind().to_string(),
+    let parsed = parse_to_ast(text, &collect, &options).map_err(|e| {
+        // "Expected comma" → "expected comma", as serde_json's messages read.
+        let kind = e.kind().to_string();
+        let mut chars = kind.chars();
+        let message = match chars.next() {
+            Some(c) => c.to_lowercase().chain(chars).collect(),
+            None => kind,
+        };
+        SyntaxError {
+            at: e.range().start,
+            message,
+        }
     })?;
     let tokens = parsed.tokens.unwrap_or_default();
     let mut blank: Vec<(usize, usize)> = Vec::new();

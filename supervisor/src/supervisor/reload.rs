@@ -13,6 +13,7 @@ use super::effects::Effects;
 use super::waiters::{ReloadIds, Then, WaitFor};
 use super::{ActionError, Reloaded, ServiceId};
 use crate::config::ServiceSpec;
+use crate::service::restart_policy::RestartPolicy;
 
 /// What a reload does.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -103,6 +104,8 @@ impl<E: Effects> Actor<E> {
             let Some(svc) = self.table.get_mut(id) else {
                 continue;
             };
+            svc.life
+                .set_policy(RestartPolicy::new(&spec.restart_at, spec.restart_ok));
             svc.spec = Arc::new(spec);
             if let Some(log) = new_log {
                 svc.log = log;

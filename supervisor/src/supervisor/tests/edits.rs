@@ -140,11 +140,20 @@ fn reload_adds_removes_and_restarts_changed_services_and_answers_when_done() {
     assert_eq!(s.proc(ids[0]), keep, "left alone");
     assert_eq!(
         s.actor.table.get(ids[2]).map(|svc| svc.spec.env.clone()),
-        Some(changed.env),
+        Some(changed.env.clone()),
         "runs the new spec"
     );
     assert_eq!(names(&s.list()), ["keep", "change", "extra", "new"]);
     assert_eq!(s.row(extra.id).state, State::Running);
+
+    // The new spec's restart schedule applies from its next crash on.
+    let mut slow = changed.clone();
+    slow.restart_at = vec![7000];
+    let mut reply = reload(&mut s, vec![spec("keep"), slow, spec("new")]);
+    s.exit(relaunched.pid, code(0));
+    reply.try_recv().expect("answered").expect("ok");
+    s.exit(s.proc(ids[2]).pid, code(1));
+    assert_eq!(s.row(ids[2]).restart_in_ms, Some(7000));
 }
 
 #[test]
