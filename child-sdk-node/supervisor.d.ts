@@ -88,8 +88,12 @@ export interface ServiceRow {
   last_exit: string | null
   /** Why the last launch failed. */
   error: string | null
-  /** Resident memory in bytes (Linux). */
+  /** Resident memory of the process group (the process and its descendants in its group), in
+   *  bytes (Linux). */
   memory: number | null
+  /** CPU use of the process group, in percent of one core, since the previous `list()` (the
+   *  first one: since the process started); above 100 when several cores are busy (Linux). */
+  cpu?: number | null
   /** Its log file, or null for the supervisor's stdout. */
   log: string | null
 }

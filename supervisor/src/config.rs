@@ -1,9 +1,10 @@
-//! The config file, `{"services": [ ... ]}`, and the service spec it holds ([`spec`]).
+//! The config file, `{"services": [ ... ]}` (JSONC: comments and trailing commas allowed), and the service spec it holds ([`spec`]).
 //!
 //! Every error names the file, the line and column, and the field (`services[1].cwd`), and is
 //! found before anything is started. The spec is the same one the control channel's `start`
 //! request carries, so both are checked by [`RawService::resolve`].
 
+mod jsonc;
 mod locate;
 mod spec;
 
@@ -126,9 +127,21 @@ impl Config {
                 "the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without one",
             ));
         }
+        // From here on, `text` is plain JSON at the same offsets as the file.
+        let json = jsonc::to_json(text).map_err(|e| {
+            let (line, column) = locate::line_column(text, e.at);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: None,
+                message: e.message,
+            }
+        })?;
+        let (src, text) = (text, json.as_str());
         let first = text.find(|c: char| !c.is_ascii_whitespace());
         if let Some(i) = first.filter(|&i| !text[i..].starts_with('{')) {
-            let (line, column) = locate::line_column(text, i);
+            let (line, column) = locate::line_column(src, i);
             let hint = if text[i..].starts_with('[') {
                 ", with the list of services in it"
             } else {
@@ -159,7 +172,7 @@ impl Config {
         };
         if raw.node_path.as_deref().is_some_and(|n| n.contains('\0')) {
             let (line, column) = locate::locate(text, &[Segment::Key("nodePath".into())])
-                .map(|at| locate::line_column(text, at))
+                .map(|at| locate::line_column(src, at))
                 .unwrap_or((1, 1));
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -177,7 +190,7 @@ impl Config {
                     let mut full = vec![Segment::Key("services".into()), Segment::Index(i)];
                     full.extend(e.field.iter().cloned());
                     let (line, column) = locate::locate(text, &full)
-                        .map(|at| locate::line_column(text, at))
+                        .map(|at| locate::line_column(src, at))
                         .unwrap_or((1, 1));
                     return Err(ConfigError::Invalid {
                         path: path.to_path_buf(),

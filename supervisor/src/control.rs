@@ -73,6 +73,16 @@ pub enum Command {
     /// Restarts the selected [`Services`]. Answer: their rows, once the new processes are
     /// launched.
     Restart(Services),
+    /// Stops the selected [`Services`] and forgets them. Answer: their last rows, once their
+    /// processes are gone.
+    Delete(Services),
+    /// Answer: [`Answer::Described`], everything known about the selected [`Services`].
+    Describe(Services),
+    /// Reads the config file again: starts the services added to it, stops and forgets the ones
+    /// removed, restarts the ones changed. Answer: [`Answer::Reloaded`], once the removed are
+    /// gone and the changed relaunched. A supervisor without a config file answers `no_config`;
+    /// a file that cannot be used, `bad_config` (and nothing changes).
+    Reload,
     /// Stops every service (`stop` with `all`). Answer: every row, once every process is gone.
     Stopall,
     /// Answer: every row.
@@ -97,10 +107,13 @@ pub enum Command {
 
 impl Command {
     /// Every request `type`.
-    pub const TYPES: [&'static str; 10] = [
+    pub const TYPES: [&'static str; 13] = [
         "start",
         "stop",
         "restart",
+        "delete",
+        "describe",
+        "reload",
         "stopall",
         "list",
         "send",
@@ -118,6 +131,9 @@ impl Command {
             "start" => typed(fields).map(|s| Command::Start(Box::new(s))),
             "stop" => typed(fields).map(Command::Stop),
             "restart" => typed(fields).map(Command::Restart),
+            "delete" => typed(fields).map(Command::Delete),
+            "describe" => typed(fields).map(Command::Describe),
+            "reload" => typed::<NoFields>(fields).map(|_| Command::Reload),
             "stopall" => typed::<NoFields>(fields).map(|_| Command::Stopall),
             "list" => typed::<NoFields>(fields).map(|_| Command::List),
             "send" => typed(fields).map(Command::Send),

@@ -197,6 +197,17 @@ impl RuntimeDir {
             .map_err(io::Error::from)
     }
 
+    /// Whether `name` in the folder is the file open as `file` (not removed, not replaced).
+    pub(crate) fn names_same_file(&self, name: &str, file: &impl AsFd) -> bool {
+        let (Ok(named), Ok(open)) = (
+            nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW),
+            fstat(file.as_fd()),
+        ) else {
+            return false;
+        };
+        (named.st_dev, named.st_ino) == (open.st_dev, open.st_ino)
+    }
+
     /// Whether `name` exists in the folder.
     pub(crate) fn contains(&self, name: &str) -> bool {
         nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()

@@ -1,6 +1,6 @@
 //! The actor that owns the process table, and the [`Handle`] every front-end uses to talk to it
 //! (the config file, the control fd, the CLI socket): one command interface — start a spec, stop
-//! or restart [`Services`], list, send — that the control channel adapts one-to-one.
+//! restart, delete or describe [`Services`], reload the config file, list, send — that the control channel adapts one-to-one.
 //!
 //! Everything that happens to a child (its exit, its channel messages, a stop deadline, a
 //! restart falling due) arrives in the actor as an event. Signals are sent and exit statuses
@@ -15,11 +15,13 @@
 
 mod actor;
 mod api;
+mod describe;
 mod effects;
 mod exits;
 mod launching;
 mod messages;
 mod notes;
+mod reload;
 mod stopping;
 mod system;
 mod table;
@@ -33,7 +35,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use api::{
-    ActionError, Event, EventKind, LogLine, Rows, ServiceId, ServiceInfo, Services, State,
+    ActionError, Description, EXITS_KEPT, Event, EventKind, ExitRecord, LogLine, Reloaded, Rows,
+    ServiceId, ServiceInfo, Services, State,
 };
 pub(crate) use api::{ServicesFields, message_event_envelope};
 
@@ -48,6 +51,16 @@ enum Request {
     },
     Stop(Services, oneshot::Sender<Rows>),
     Restart(Services, oneshot::Sender<Rows>),
+    Delete(Services, oneshot::Sender<Rows>),
+    Describe(
+        Services,
+        oneshot::Sender<Result<Vec<Description>, ActionError>>,
+    ),
+    /// The services of the config file, as it reads now.
+    Reload(
+        Vec<ServiceSpec>,
+        oneshot::Sender<Result<Reloaded, ActionError>>,
+    ),
     List(oneshot::Sender<Vec<ServiceInfo>>),
     Send(
         Services,
@@ -69,6 +82,8 @@ enum Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     events: broadcast::Sender<Event>,
+    /// The config file `reload` reads again.
+    config: Option<std::sync::Arc<std::path::Path>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -115,6 +130,36 @@ impl Handle {
     /// processes are launched.
     pub async fn restart(&self, which: Services) -> Rows {
         self.ask(|tx| Request::Restart(which, tx)).await?
+    }
+
+    /// Stops the selected services and forgets them; resolves when their processes are gone,
+    /// with their last rows.
+    pub async fn delete(&self, which: Services) -> Rows {
+        self.ask(|tx| Request::Delete(which, tx)).await?
+    }
+
+    /// Everything known about the selected services.
+    pub async fn describe(&self, which: Services) -> Result<Vec<Description>, ActionError> {
+        self.ask(|tx| Request::Describe(which, tx)).await?
+    }
+
+    /// Reads the config file again and brings the services in line with it, as
+    /// `supervisorctl update` does: starts added services, stops and forgets removed ones,
+    /// restarts changed ones. Resolves once the removed are gone and the changed relaunched.
+    /// A file that cannot be used changes nothing.
+    pub async fn reload(&self) -> Result<Reloaded, ActionError> {
+        let path = self.config.clone().ok_or(ActionError::NoConfig)?;
+        let config = tokio::task::spawn_blocking(move || crate::config::Config::load(&path))
+            .await
+            .map_err(|_| ActionError::Gone)?
+            .map_err(|e| ActionError::BadConfig(e.to_string()))?;
+        self.apply_config(config.services).await
+    }
+
+    /// Brings the services started from the config file in line with `services` (what
+    /// [`reload`](Self::reload) does once the file is read; the first call starts them all).
+    pub async fn apply_config(&self, services: Vec<ServiceSpec>) -> Result<Reloaded, ActionError> {
+        self.ask(|tx| Request::Reload(services, tx)).await?
     }
 
     /// The process table.
@@ -172,6 +217,8 @@ pub struct Options {
     pub instance: Option<Instance>,
     /// Start a sentinel that cleans up if this process is SIGKILLed.
     pub sentinel: bool,
+    /// The config file, which `reload` reads again (None: `reload` is refused).
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Starts the actor on the current tokio runtime. The join handle resolves after a shutdown,
@@ -182,8 +229,9 @@ pub fn spawn(opts: Options) -> std::io::Result<(Handle, tokio::task::JoinHandle<
     let (tx, rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
     let (chan_tx, chan_rx) = mpsc::channel(1024);
+    let config = opts.config.clone().map(std::sync::Arc::from);
     let fx = system::System::new(opts, chan_tx)?;
     let actor = actor::Actor::new(fx, events.clone());
     let join = tokio::spawn(system::run(actor, rx, sigchld, chan_rx));
-    Ok((Handle { tx, events }, join))
+    Ok((Handle { tx, events, config }, join))
 }

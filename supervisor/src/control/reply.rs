@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{RequestId, encode};
-use crate::supervisor::{Event as ServiceEvent, LogLine, ServiceInfo as Row};
+use crate::supervisor::{
+    Description, Event as ServiceEvent, LogLine, Reloaded, ServiceInfo as Row,
+};
 
 /// Why a request failed: a reply's `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,11 +29,14 @@ pub enum ErrorCode {
     AlreadyRunning,
     /// (`fatal`) The instance name (`serve --name`) is not one the supervisor accepts.
     BadInstanceName,
-    /// (`fatal`) The config file (`serve --config`) cannot be used.
+    /// (`fatal`) The config file (`serve --config`) cannot be used; (`reload`) the config file
+    /// as it reads now cannot be used, and nothing was changed.
     BadConfig,
     /// (`fatal`) The runtime folder or the instance's lock file cannot be used; the message says
     /// how to choose another folder.
     RuntimeFolder,
+    /// `reload` on a supervisor started without a config file.
+    NoConfig,
     /// A code this build does not know (from a later supervisor); the message says what is
     /// wrong.
     #[serde(other)]
@@ -91,7 +96,7 @@ impl std::fmt::Display for Failure {
 pub enum Answer {
     /// `null`: `shutdown`, `subscribe`.
     Done,
-    /// `stop`, `restart`, `stopall`, `list`.
+    /// `stop`, `restart`, `delete`, `stopall`, `list`.
     Rows(Vec<Row>),
     /// `start`.
     Row(Box<Row>),
@@ -104,6 +109,11 @@ pub enum Answer {
     /// `logs`: the lines, oldest first.
     #[allow(missing_docs)]
     Lines { lines: Vec<LogLine> },
+    /// `describe`: everything known about each selected service.
+    #[allow(missing_docs)]
+    Described { services: Vec<Description> },
+    /// `reload`: what was added, changed, removed and left alone.
+    Reloaded(Box<Reloaded>),
 }
 
 /// The reply to one request.

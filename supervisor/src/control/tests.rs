@@ -22,6 +22,8 @@ fn every_message_vector_parses_to_its_kind_and_is_written_back_as_it_was() {
                     Answer::Sent { .. } => "sent",
                     Answer::Disconnected { .. } => "disconnected",
                     Answer::Lines { .. } => "lines",
+                    Answer::Described { .. } => "described",
+                    Answer::Reloaded(_) => "reloaded",
                 };
                 assert_eq!(expect["answer"], kind, "{name}");
             }

@@ -1,5 +1,7 @@
 //! The command line: `run` and `serve` start a supervisor (see [`super::run`]); every other
-//! command is a client that talks to a running supervisor over its control socket.
+//! command is a client that talks to a running supervisor over its control socket (and
+//! `completions` prints a shell's completion script). Commands that act on services take a
+//! name, an id or `all`.
 
 mod client;
 mod commands;
@@ -44,7 +46,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// List the services of a running supervisor.
+    /// List the services of a running supervisor (colours unless NO_COLOR is set or stdout is
+    /// not a terminal).
+    #[command(visible_alias = "list")]
     Ls {
         #[command(flatten)]
         target: TargetArgs,
@@ -52,29 +56,88 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stop every service with this name; returns when their processes are gone.
+    /// Start a new service on a running supervisor: `start app.js --name web -- --port 80`,
+    /// or `start --spec '{"script": "app.js"}'`.
+    Start {
+        /// The file to run (relative to --cwd, else to the current folder).
+        #[arg(required_unless_present = "spec")]
+        script: Option<String>,
+        /// Its name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Its working folder (default: the current folder).
+        #[arg(long)]
+        cwd: Option<String>,
+        /// Its log file (default: the supervisor's stdout).
+        #[arg(long)]
+        log: Option<String>,
+        /// An environment variable for it (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The program that runs the script (default: chosen by its extension).
+        #[arg(long)]
+        interpreter: Option<String>,
+        /// The whole spec as JSON (the fields of a config-file service), or `@FILE`; the other
+        /// options override its fields.
+        #[arg(long, value_name = "JSON|@FILE")]
+        spec: Option<String>,
+        /// Answer once the service says it is ready, not once it is launched.
+        #[arg(long)]
+        wait_ready: bool,
+        /// Arguments for the script, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Stop services; returns when their processes are gone.
     Stop {
-        /// Service name.
-        name: String,
+        /// A service name, a service id (`ls` shows it) or `all`.
+        #[arg(value_parser = parse_services)]
+        service: Services,
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Restart every service with this name; returns when the new processes are launched.
+    /// Restart services; returns when the new processes are launched.
     Restart {
-        /// Service name.
-        name: String,
+        /// A service name, a service id or `all`.
+        #[arg(value_parser = parse_services)]
+        service: Services,
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Stop every service.
+    /// Stop services and forget them.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// A service name, a service id or `all`.
+        #[arg(value_parser = parse_services)]
+        service: Services,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Everything about services: spec, pids, state and since when, restarts, last exits, log
+    /// files, uptime, memory, CPU.
+    #[command(visible_alias = "show")]
+    Describe {
+        /// A service name, a service id or `all`.
+        #[arg(value_parser = parse_services)]
+        service: Services,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every service (`stop all`).
     Stopall {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Send a JSON value to every service with this name.
+    /// Send a JSON value to services (each running process gets it on its channel).
     Send {
-        /// Service name.
-        name: String,
+        /// A service name, a service id or `all`.
+        #[arg(value_parser = parse_services)]
+        service: Services,
         /// The data, as JSON; `-` reads it from stdin.
         #[arg(required_unless_present = "file", conflicts_with = "file")]
         data: Option<String>,
@@ -83,6 +146,30 @@ enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         target: TargetArgs,
+    },
+    /// Read the config file again: start added services, stop and forget removed ones, restart
+    /// changed ones.
+    #[command(visible_alias = "update")]
+    Reload {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print events as they happen (starts, exits, restarts, messages from children) until
+    /// interrupted.
+    Events {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a completion script: `pm-supervisor completions bash > ~/.local/share/bash-completion/completions/pm-supervisor`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Print log lines: one service's, or every service's interleaved in time order. Reads the
     /// log files (rotated ones too), so it works without a supervisor given --config FILE;
@@ -147,17 +234,48 @@ pub(crate) fn main() -> ExitCode {
             config,
         } => super::run::serve(control_fd, name, config),
         Command::Ls { target, json } => exit_code(commands::ls(&target.into(), json)),
-        Command::Stop { name, target } => exit_code(commands::act(
+        Command::Start {
+            script,
+            name,
+            cwd,
+            log,
+            env,
+            interpreter,
+            spec,
+            wait_ready,
+            args,
+            target,
+        } => exit_code(commands::start(
             &target.into(),
-            Request::Stop(Services::Named(name)),
+            commands::StartArgs {
+                script,
+                name,
+                cwd,
+                log,
+                env,
+                interpreter,
+                spec,
+                wait_ready,
+                args,
+            },
         )),
-        Command::Restart { name, target } => exit_code(commands::act(
-            &target.into(),
-            Request::Restart(Services::Named(name)),
-        )),
+        Command::Stop { service, target } => {
+            exit_code(commands::act(&target.into(), Request::Stop(service)))
+        }
+        Command::Restart { service, target } => {
+            exit_code(commands::act(&target.into(), Request::Restart(service)))
+        }
+        Command::Delete { service, target } => {
+            exit_code(commands::act(&target.into(), Request::Delete(service)))
+        }
+        Command::Describe {
+            service,
+            target,
+            json,
+        } => exit_code(commands::describe(&target.into(), service, json)),
         Command::Stopall { target } => exit_code(commands::act(&target.into(), Request::Stopall)),
         Command::Send {
-            name,
+            service,
             data,
             file,
             target,
@@ -168,7 +286,18 @@ pub(crate) fn main() -> ExitCode {
                 (Some(d), None) => DataInput::Arg(d),
                 (None, None) => DataInput::Stdin,
             };
-            exit_code(commands::send(&target.into(), &name, input))
+            exit_code(commands::send(&target.into(), service, input))
+        }
+        Command::Reload { target, json } => exit_code(commands::reload(&target.into(), json)),
+        Command::Events { target, json } => exit_code(commands::events(&target.into(), json)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "pm-supervisor",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
         Command::Logs {
             name,
@@ -193,6 +322,21 @@ pub(crate) fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
         },
+    }
+}
+
+/// A service selector on the command line: `all`, an id (a number, as `ls` shows it), or a
+/// name.
+fn parse_services(s: &str) -> Result<Services, String> {
+    if s.is_empty() {
+        return Err("give a service name, a service id or `all`".into());
+    }
+    if s == "all" {
+        return Ok(Services::All);
+    }
+    match s.parse::<u64>() {
+        Ok(id) => Ok(Services::Id(id)),
+        Err(_) => Ok(Services::Named(s.to_owned())),
     }
 }
 

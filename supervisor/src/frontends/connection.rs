@@ -41,6 +41,8 @@ fn action_failure(e: ActionError) -> Failure {
         ActionError::NoSuchService(_) => ErrorCode::NoSuchService,
         ActionError::ReservedData | ActionError::TooLarge(_) => ErrorCode::BadRequest,
         ActionError::ShuttingDown | ActionError::Gone => ErrorCode::ShuttingDown,
+        ActionError::NoConfig => ErrorCode::NoConfig,
+        ActionError::BadConfig(_) => ErrorCode::BadConfig,
     };
     Failure::new(code, e.to_string())
 }
@@ -185,6 +187,12 @@ async fn execute(command: Command, handle: &Handle, base: &Path) -> Result<Answe
         Command::Stop(which) => handle.stop(which).await.map(Answer::Rows),
         Command::Restart(which) => handle.restart(which).await.map(Answer::Rows),
         Command::Stopall => handle.stop(Services::All).await.map(Answer::Rows),
+        Command::Delete(which) => handle.delete(which).await.map(Answer::Rows),
+        Command::Describe(which) => handle
+            .describe(which)
+            .await
+            .map(|services| Answer::Described { services }),
+        Command::Reload => handle.reload().await.map(|r| Answer::Reloaded(Box::new(r))),
         Command::List => handle.list().await.map(Answer::Rows),
         Command::Send(s) => handle
             .send(s.to, s.data)

@@ -108,6 +108,10 @@ fn main(setup: Setup) -> ExitCode {
             return refuse(setup.control_fd, code, &msg, exit);
         }
     };
+    let swept = instance.sweep_finished();
+    if swept > 0 {
+        tracing::debug!(count = swept, "removed files of finished supervisors");
+    }
     let leftovers = instance.kill_leftovers();
     if leftovers > 0 {
         tracing::warn!(
@@ -173,10 +177,12 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
     let listener = instance.dir().bind(&instance.socket_name())?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
+    let config_path = setup.config.as_ref().map(|c| c.path.clone());
     let (handle, join) = supervisor::spawn(Options {
         token: new_token(),
         instance: Some(instance),
         sentinel: true,
+        config: config_path,
     })?;
     let signals = tokio::spawn({
         let handle = handle.clone();
@@ -220,10 +226,9 @@ async fn supervise(setup: Setup, instance: Instance) -> std::io::Result<()> {
             OnEof::Shutdown,
         ));
     }
-    for spec in setup.config.map(|c| c.services).unwrap_or_default() {
-        if handle.start(spec, false).await.is_err() {
-            break;
-        }
+    if let Some(config) = setup.config {
+        // What `reload` does later, on an empty table: every service is added.
+        let _ = handle.apply_config(config.services).await;
     }
     drop(handle);
     let result = join.await;

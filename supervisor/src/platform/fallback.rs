@@ -28,9 +28,20 @@ pub(crate) fn start_time(_pid: i32) -> Option<u64> {
     None
 }
 
-/// Not known without `/proc`.
-pub(crate) fn rss(_pid: i32) -> Option<u64> {
-    None
+/// What a process group uses; not known without `/proc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GroupUsage {
+    /// CPU time used (user + system) by the members alive now.
+    pub(crate) cpu: Duration,
+    /// Resident memory, in bytes.
+    pub(crate) rss: u64,
+    /// Its live members.
+    pub(crate) pids: Vec<i32>,
+}
+
+/// Not known without `/proc`: nothing.
+pub(crate) fn group_usage(_pgids: &[i32]) -> std::collections::HashMap<i32, GroupUsage> {
+    std::collections::HashMap::new()
 }
 
 /// Which process groups still have a member: each question goes to the kernel, which counts

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::RuntimeDir;
 use crate::process::sentinel::{self, Record};
 
+/// How often a claim tries again when its lock file was removed or is held by no live
+/// supervisor (another one cleaning up), 20 ms apart.
+const CLAIM_ATTEMPTS: u32 = 50;
+
 /// Largest state file read: far more than any real run writes.
 const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -85,41 +89,119 @@ pub fn parse_state(bytes: &[u8]) -> Result<Leftovers, String> {
 
 impl Instance {
     /// Takes the lock of instance `name` in `dir`, or says who holds it.
+    ///
+    /// Lock files are removed when their supervisor ends (by it, or by the next supervisor to
+    /// start, for one that was killed), so the file locked must still be the one named
+    /// `<name>.lock` once locked: otherwise it was removed meanwhile and the claim starts over.
+    /// A lock held by no live supervisor is a clean-up under way in another supervisor (a few
+    /// milliseconds): the claim waits for it.
     pub fn claim(dir: RuntimeDir, name: &str) -> Result<Instance, ClaimError> {
         let lock_name = format!("{name}.lock");
         let lock_path = dir.path.join(&lock_name);
-        let file = dir
-            .open(
-                &lock_name,
-                OFlag::O_RDWR | OFlag::O_CREAT,
-                Mode::S_IRUSR | Mode::S_IWUSR,
-            )
-            .map_err(|e| {
-                ClaimError::Io(io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", lock_path.display()),
-                ))
-            })?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((mut file, e)) if e == Errno::EWOULDBLOCK => {
-                let mut text = String::new();
-                let _ = Read::by_ref(&mut file).take(64).read_to_string(&mut text);
-                return Err(ClaimError::Running(AlreadyRunning {
-                    pid: text.trim().parse().ok(),
-                    lock: lock_path,
-                }));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let file = dir
+                .open(
+                    &lock_name,
+                    OFlag::O_RDWR | OFlag::O_CREAT,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                )
+                .map_err(|e| {
+                    ClaimError::Io(io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", lock_path.display()),
+                    ))
+                })?;
+            let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((mut file, e)) if e == Errno::EWOULDBLOCK => {
+                    let mut text = String::new();
+                    let _ = Read::by_ref(&mut file).take(64).read_to_string(&mut text);
+                    let pid: Option<u32> = text.trim().parse().ok();
+                    let holder_alive = pid.is_some_and(|p| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok()
+                    });
+                    if !holder_alive && attempts < CLAIM_ATTEMPTS {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    return Err(ClaimError::Running(AlreadyRunning {
+                        pid,
+                        lock: lock_path,
+                    }));
+                }
+                Err((_, e)) => return Err(ClaimError::Io(e.into())),
+            };
+            if !dir.names_same_file(&lock_name, &*lock) {
+                if attempts < CLAIM_ATTEMPTS {
+                    continue;
+                }
+                return Err(ClaimError::Io(io::Error::other(format!(
+                    "{}: removed again and again while being locked",
+                    lock_path.display()
+                ))));
             }
-            Err((_, e)) => return Err(ClaimError::Io(e.into())),
+            lock.set_len(0).map_err(ClaimError::Io)?;
+            lock.rewind().map_err(ClaimError::Io)?;
+            write!(lock, "{}", std::process::id()).map_err(ClaimError::Io)?;
+            return Ok(Instance {
+                dir,
+                name: name.to_owned(),
+                _lock: lock,
+            });
+        }
+    }
+
+    /// Removes what finished supervisors of other instances left in the runtime folder: the
+    /// lock, socket and state files of every instance whose lock nobody holds and whose
+    /// recorded process groups are all gone (a supervisor killed with SIGKILL; its sentinel
+    /// stopped its services). An instance with live groups keeps its files for its next run,
+    /// which cleans up after it. Returns how many files were removed.
+    pub(crate) fn sweep_finished(&self) -> usize {
+        let Ok(locks) = self.dir.names_ending(".lock") else {
+            return 0;
         };
-        lock.set_len(0).map_err(ClaimError::Io)?;
-        lock.rewind().map_err(ClaimError::Io)?;
-        write!(lock, "{}", std::process::id()).map_err(ClaimError::Io)?;
-        Ok(Instance {
-            dir,
-            name: name.to_owned(),
-            _lock: lock,
-        })
+        let mut removed = 0;
+        // Read once; a zombie does not count (nobody may reap it for a while).
+        let live = crate::platform::LiveGroups::read();
+        for other in locks.iter().filter(|n| **n != self.name) {
+            let lock_name = format!("{other}.lock");
+            let Ok(file) = self.dir.open(&lock_name, OFlag::O_RDWR, Mode::empty()) else {
+                continue;
+            };
+            let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+                continue; // its supervisor runs
+            };
+            if !self.dir.names_same_file(&lock_name, &*lock) {
+                continue;
+            }
+            let state_name = format!("{other}.state");
+            match self.dir.read_private(&state_name, MAX_STATE_BYTES) {
+                Ok(None) => {}
+                Ok(Some(bytes)) => match parse_state(&bytes) {
+                    Ok(left) if left.groups.iter().any(|&(pgid, _)| live.contains(pgid)) => {
+                        continue;
+                    }
+                    Ok(_) => {}
+                    // Not ours to judge: its own next run reports it.
+                    Err(_) => continue,
+                },
+                Err(_) => continue,
+            }
+            for name in [
+                format!("{other}.sock"),
+                format!("{state_name}.tmp"),
+                state_name,
+                lock_name,
+            ] {
+                if self.dir.remove(&name).is_ok() {
+                    removed += 1;
+                }
+            }
+            drop(lock);
+        }
+        removed
     }
 
     fn state_name(&self) -> String {
@@ -202,10 +284,14 @@ impl Instance {
         &self.dir
     }
 
-    /// Removes the state file and the control socket after a clean shutdown.
+    /// Removes the instance's files after a clean shutdown: the control socket, the state
+    /// file, and the lock file (still locked while it is removed, so that a supervisor starting
+    /// now either sees the lock held or creates a new file).
     pub(crate) fn clear(&self) {
-        let _ = self.dir.remove(&self.state_name());
         self.dir.unbind(&self.socket_name());
+        let _ = self.dir.remove(&self.state_name());
+        let _ = self.dir.remove(&format!("{}.tmp", self.state_name()));
+        let _ = self.dir.remove(&format!("{}.lock", self.name));
     }
 }
 

@@ -78,6 +78,11 @@ impl Lifecycle {
         }
     }
 
+    /// A new restart schedule (a reloaded spec's), from the next crash on.
+    pub(crate) fn set_policy(&mut self, policy: RestartPolicy) {
+        self.policy = policy;
+    }
+
     /// The visible state.
     pub(crate) fn state(&self) -> State {
         self.state

@@ -12,9 +12,10 @@ use super::effects::{ChildChannel, Effects};
 use super::notes::Note;
 use super::table::Table;
 use super::timers::Timers;
-use super::waiters::{WaitFor, Waiter, Waiters};
+use super::waiters::{Then, WaitFor, Waiter, Waiters};
 use super::{
-    ActionError, Event, EventKind, LogLine, Request, Rows, ServiceId, ServiceInfo, Services,
+    ActionError, Event, EventKind, LogLine, Reloaded, Request, Rows, ServiceId, ServiceInfo,
+    Services,
 };
 use crate::config::ServiceSpec;
 use crate::service::lifecycle::{Lifecycle, State};
@@ -54,6 +55,10 @@ impl<E: Effects> Actor<E> {
     /// Ends a turn of the loop: one state file write however many launches the turn made (a
     /// hundred services start at once). True once shut down: every process is gone.
     pub(super) fn end_turn(&mut self) -> bool {
+        let now = self.fx.now();
+        for svc in self.table.services_mut() {
+            svc.touch(now);
+        }
         if std::mem::take(&mut self.state_dirty) {
             self.fx.record_state(&self.table.groups());
         }
@@ -93,10 +98,8 @@ impl<E: Effects> Actor<E> {
         }
     }
 
-    fn info(&self, id: ServiceId) -> Option<ServiceInfo> {
-        let svc = self.table.get(id)?;
-        let memory = svc.proc.as_ref().and_then(|p| self.fx.memory(p.pid));
-        Some(svc.info(self.fx.now(), memory))
+    fn info(&mut self, id: ServiceId) -> Option<ServiceInfo> {
+        self.rows(&[id]).pop()
     }
 
     pub(super) fn request(&mut self, req: Request) {
@@ -116,9 +119,14 @@ impl<E: Effects> Actor<E> {
             }
             Request::Stop(which, reply) => self.stop(&which, reply),
             Request::Restart(which, reply) => self.restart(&which, reply),
+            Request::Delete(which, reply) => self.delete(&which, reply),
+            Request::Describe(which, reply) => {
+                let _ = reply.send(self.describe(&which));
+            }
+            Request::Reload(specs, reply) => self.reload(specs, reply),
             Request::List(reply) => {
-                let rows = self.table.ids().into_iter().filter_map(|id| self.info(id));
-                let _ = reply.send(rows.collect());
+                let ids = self.table.ids();
+                let _ = reply.send(self.rows(&ids));
             }
             Request::Send(which, data, reply) => {
                 let _ = reply.send(self.send(&which, data));
@@ -167,12 +175,13 @@ impl<E: Effects> Actor<E> {
         Ok(newest)
     }
 
-    fn add_service(&mut self, spec: ServiceSpec, await_ready: bool) -> ServiceId {
+    pub(super) fn add_service(&mut self, spec: ServiceSpec, await_ready: bool) -> ServiceId {
         let log = self.fx.open_log(&spec);
         let policy = RestartPolicy::new(&spec.restart_at, spec.restart_ok);
+        let now = self.fx.now();
         let id = self
             .table
-            .add(spec, log, Lifecycle::new(policy, await_ready));
+            .add(spec, log, Lifecycle::new(policy, await_ready), now);
         self.launch(id);
         id
     }
@@ -191,7 +200,35 @@ impl<E: Effects> Actor<E> {
                 pending.insert(WaitFor::Reaped(num));
             }
         }
-        self.wait(pending, ids, reply);
+        self.wait(pending, ids, Vec::new(), Then::Rows(reply));
+    }
+
+    /// Stops the selected services and forgets them once their processes are gone; the reply
+    /// carries their last rows.
+    fn delete(&mut self, which: &Services, reply: oneshot::Sender<Rows>) {
+        let ids = match self.table.select(which) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let pending = self.remove_services(&ids);
+        self.wait(pending, ids.clone(), ids, Then::Rows(reply));
+    }
+
+    /// Marks services to be forgotten and stops them; returns the exits to wait for.
+    pub(super) fn remove_services(&mut self, ids: &[ServiceId]) -> HashSet<WaitFor> {
+        let mut pending = HashSet::new();
+        for &id in ids {
+            if let Some(svc) = self.table.get_mut(id) {
+                svc.deleting = true;
+            }
+            if let Some(num) = self.stop_service(id, StopReason::Stop) {
+                pending.insert(WaitFor::Reaped(num));
+            }
+        }
+        pending
     }
 
     /// Stops one service: cancels a pending restart, begins the stop sequence if it has a
@@ -233,7 +270,7 @@ impl<E: Effects> Actor<E> {
             }
         }
         // The waiter first: the launches below settle it.
-        self.wait(pending, ids, reply);
+        self.wait(pending, ids, Vec::new(), Then::Rows(reply));
         for id in launch_now {
             self.launch(id);
         }
@@ -310,13 +347,14 @@ impl<E: Effects> Actor<E> {
         }
     }
 
-    fn wait(
+    pub(super) fn wait(
         &mut self,
         pending: HashSet<WaitFor>,
         services: Vec<ServiceId>,
-        reply: oneshot::Sender<Rows>,
+        forget: Vec<ServiceId>,
+        reply: Then,
     ) {
-        if let Some(w) = self.waiters.wait(pending, services, reply) {
+        if let Some(w) = self.waiters.wait(pending, services, forget, reply) {
             self.answer(w);
         }
     }
@@ -328,8 +366,26 @@ impl<E: Effects> Actor<E> {
         }
     }
 
-    fn answer(&self, w: Waiter) {
-        let rows = w.services.iter().filter_map(|&id| self.info(id)).collect();
-        let _ = w.reply.send(Ok(rows));
+    fn answer(&mut self, w: Waiter) {
+        match w.reply {
+            Then::Rows(reply) => {
+                let rows = self.rows(&w.services);
+                let _ = reply.send(Ok(rows));
+            }
+            Then::Reload(ids, reply) => {
+                let done = Reloaded {
+                    added: self.rows(&ids.added),
+                    changed: self.rows(&ids.changed),
+                    removed: self.rows(&ids.removed),
+                    unchanged: self.rows(&ids.unchanged),
+                };
+                let _ = reply.send(Ok(done));
+            }
+        }
+        for id in w.forget {
+            if self.table.get(id).is_some_and(|s| s.deleting) {
+                self.table.remove(id);
+            }
+        }
     }
 }

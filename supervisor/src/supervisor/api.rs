@@ -95,10 +95,85 @@ pub struct ServiceInfo {
     pub last_exit: Option<String>,
     /// Why the last launch failed.
     pub error: Option<String>,
-    /// Resident memory of the current process, in bytes (Linux).
+    /// Resident memory of the current process's group (the process and every descendant that
+    /// stayed in its group), in bytes (Linux).
     pub memory: Option<u64>,
+    /// CPU use of the current process's group, in percent of one core, since the previous
+    /// sample (the previous `list` or `describe`; the first one covers the time since the
+    /// process started). Above 100 when several cores are busy (Linux).
+    #[serde(default)]
+    pub cpu: Option<f64>,
     /// Its log file (None: the supervisor's stdout).
     pub log: Option<std::path::PathBuf>,
+}
+
+/// One process of a service that ended: when, how, and how long it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// When it was reaped (RFC 3339, UTC).
+    #[serde(
+        serialize_with = "serialize_time",
+        deserialize_with = "deserialize_time"
+    )]
+    pub time: SystemTime,
+    /// Its pid.
+    pub pid: i32,
+    /// `exit code 1`, `signal SIGKILL`.
+    pub exit: String,
+    /// The exit code, when it exited.
+    pub code: Option<i32>,
+    /// The signal that ended it (`SIGKILL`), when one did.
+    pub signal: Option<String>,
+    /// Whether a stop or restart was asked for.
+    pub requested: bool,
+    /// How long it ran.
+    pub uptime_ms: u64,
+}
+
+/// Everything known about one service (`describe`): its row, its spec, since when it is in its
+/// state, the pids of its process group, and its last exits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Description {
+    /// Its row, as `list` gives it.
+    #[serde(flatten)]
+    pub row: ServiceInfo,
+    /// Since when it is in its `state` (RFC 3339, UTC).
+    #[serde(
+        serialize_with = "serialize_time",
+        deserialize_with = "deserialize_time"
+    )]
+    pub since: SystemTime,
+    /// When its current process started.
+    #[serde(
+        default,
+        serialize_with = "serialize_opt_time",
+        deserialize_with = "deserialize_opt_time"
+    )]
+    pub started: Option<SystemTime>,
+    /// The pids of its current process group (the process first).
+    pub pids: Vec<i32>,
+    /// Its last exits, the latest last (at most [`EXITS_KEPT`]).
+    pub exits: Vec<ExitRecord>,
+    /// The spec it runs, as a config file would write it, with paths resolved and defaults
+    /// filled in.
+    pub spec: serde_json::Value,
+}
+
+/// How many exits a service remembers for `describe`.
+pub const EXITS_KEPT: usize = 5;
+
+/// What a `reload` did, by service: the services it started, the ones whose spec changed (and
+/// were restarted), the ones removed (stopped and forgotten), and the ones left as they were.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// In the file, not in the supervisor: started.
+    pub added: Vec<ServiceInfo>,
+    /// Changed in the file: restarted with the new spec.
+    pub changed: Vec<ServiceInfo>,
+    /// Gone from the file: stopped and forgotten (their last rows).
+    pub removed: Vec<ServiceInfo>,
+    /// The same in the file: left alone.
+    pub unchanged: Vec<ServiceInfo>,
 }
 
 /// Something that happened to a service: `{"time": ..., "service": 3, "name": "web", "event":
@@ -175,6 +250,24 @@ fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
     s.serialize_str(&crate::logs::lines::timestamp(*t))
 }
 
+fn serialize_opt_time<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_time(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn deserialize_opt_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    let text = Option::<std::borrow::Cow<str>>::deserialize(d)?;
+    text.map(|t| humantime::parse_rfc3339(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 fn deserialize_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
     let text = std::borrow::Cow::<str>::deserialize(d)?;
     humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
@@ -199,6 +292,12 @@ pub enum ActionError {
         "data: an object whose \"cmd\" starts with \"NODE_\" is reserved for Node's and pm's own messages"
     )]
     ReservedData,
+    /// `reload` on a supervisor that was not started from a config file.
+    #[error("this supervisor runs no config file (it was started without one): nothing to reload")]
+    NoConfig,
+    /// `reload` found the config file unusable; nothing was changed.
+    #[error("{0}; nothing was changed")]
+    BadConfig(String),
     /// Data for a child that is longer than a channel line may be, once serialized.
     #[error("data: {0} bytes of JSON, more than the 1048576 bytes a channel line may hold")]
     TooLarge(usize),

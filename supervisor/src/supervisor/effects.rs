@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::ServiceId;
 use super::notes::Note;
 use crate::config::ServiceSpec;
-use crate::platform::{Exit, Pid, Signal};
+use crate::platform::{Exit, GroupUsage, Pid, Signal};
 use crate::process::launch::LaunchError;
 use crate::process::sentinel::Record;
 
@@ -95,6 +95,7 @@ pub(super) trait Effects {
     /// Records the running process groups (pid, start time) in the state file.
     fn record_state(&mut self, groups: &[(i32, u64)]);
 
-    /// Resident memory of a process, for its row.
-    fn memory(&self, pid: Pid) -> Option<u64>;
+    /// CPU time, resident memory and members of the process groups `groups`, for their rows
+    /// (one scan for all of them); a group that is gone is absent.
+    fn usage(&mut self, groups: &[Pid]) -> std::collections::HashMap<Pid, GroupUsage>;
 }

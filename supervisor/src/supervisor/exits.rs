@@ -7,6 +7,7 @@ use super::EventKind;
 use super::actor::Actor;
 use super::effects::{Effects, Reaped};
 use super::notes::Note;
+use super::table::PastExit;
 use super::timers::Timer;
 use super::waiters::WaitFor;
 use crate::platform::{Exit, Pid, Signal};
@@ -55,6 +56,13 @@ impl<E: Effects> Actor<E> {
             return;
         };
         svc.last_exit = Some(exit);
+        svc.remember_exit(PastExit {
+            at: now,
+            pid,
+            exit,
+            requested,
+            ran,
+        });
         let after = svc.life.exited(now, ran, requested);
         let log = |a: &mut Self, note: Note| {
             if let Some(svc) = a.table.get(id) {

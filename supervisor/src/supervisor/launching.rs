@@ -32,6 +32,7 @@ impl<E: Effects> Actor<E> {
             start_ticks: launched.start_ticks,
             channel: launched.channel.map_or(Link::Closed, Link::Open),
             run: Run::Up { ready: false },
+            cpu: None,
         };
         self.table.attach(id, proc);
         if let Some(svc) = self.table.get_mut(id) {

@@ -302,8 +302,12 @@ impl Effects for System {
         }
     }
 
-    fn memory(&self, pid: Pid) -> Option<u64> {
-        platform::rss(pid.as_raw())
+    fn usage(&mut self, groups: &[Pid]) -> std::collections::HashMap<Pid, platform::GroupUsage> {
+        let raw: Vec<i32> = groups.iter().map(|p| p.as_raw()).collect();
+        platform::group_usage(&raw)
+            .into_iter()
+            .map(|(pgid, u)| (Pid::from_raw(pgid), u))
+            .collect()
     }
 }
 

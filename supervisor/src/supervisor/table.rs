@@ -1,17 +1,17 @@
 //! The process table: every service, its current process and what that process is doing, with
 //! the indexes that find a process by pid and by number kept in one place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pm_child::protocol::StopReason;
 
-use super::{ActionError, ServiceId, ServiceInfo, Services};
+use super::{ActionError, EXITS_KEPT, ServiceId, ServiceInfo, Services};
 use crate::config::ServiceSpec;
 use crate::platform::{Exit, Pid};
 use crate::rate_limit::RateLimit;
-use crate::service::lifecycle::Lifecycle;
+use crate::service::lifecycle::{Lifecycle, State};
 use crate::service::stop::StopSequence;
 
 /// How a service is named in its log lines and the supervisor's diagnostics: its name; a
@@ -37,6 +37,33 @@ pub(super) struct Service<L, C> {
     pub(super) error: Option<String>,
     /// Warnings about messages it did not take: a controller may send any number.
     pub(super) send_warnings: RateLimit,
+    /// Started from the config file (`reload` manages it), not by a `start` request.
+    pub(super) configured: bool,
+    /// A `delete` or `reload` is removing it: forgotten once its process is gone.
+    pub(super) deleting: bool,
+    /// Its state when last looked at, and since when (for `describe`).
+    pub(super) since: (State, Instant),
+    /// Its last exits, the latest last.
+    pub(super) exits: VecDeque<PastExit>,
+}
+
+/// An exit, as a service remembers it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PastExit {
+    pub(super) at: Instant,
+    pub(super) pid: Pid,
+    pub(super) exit: Exit,
+    pub(super) requested: bool,
+    pub(super) ran: Duration,
+}
+
+/// A process group's usage when last sampled: at, CPU time used then, and the CPU percentage
+/// computed then.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CpuSample {
+    pub(super) at: Instant,
+    pub(super) used: Duration,
+    pub(super) percent: Option<f64>,
 }
 
 /// A running process of a service.
@@ -51,6 +78,8 @@ pub(super) struct Proc<C> {
     pub(super) start_ticks: u64,
     pub(super) channel: Link<C>,
     pub(super) run: Run,
+    /// The previous CPU sample of its group (None: not sampled yet).
+    pub(super) cpu: Option<CpuSample>,
 }
 
 /// What the supervisor can say to a process over its channel.
@@ -155,8 +184,24 @@ impl<L, C> Service<L, C> {
         }
     }
 
-    /// Its row, at `now`, with its process's `memory`.
-    pub(super) fn info(&self, now: Instant, memory: Option<u64>) -> ServiceInfo {
+    /// Remembers an exit (at most [`EXITS_KEPT`]).
+    pub(super) fn remember_exit(&mut self, e: PastExit) {
+        if self.exits.len() == EXITS_KEPT {
+            self.exits.pop_front();
+        }
+        self.exits.push_back(e);
+    }
+
+    /// Notes a change of state (called once per turn of the actor).
+    pub(super) fn touch(&mut self, now: Instant) {
+        let state = self.life.state();
+        if state != self.since.0 {
+            self.since = (state, now);
+        }
+    }
+
+    /// Its row, at `now`, with its process group's `memory` and `cpu`.
+    pub(super) fn info(&self, now: Instant, memory: Option<u64>, cpu: Option<f64>) -> ServiceInfo {
         let ms = |d: Duration| d.as_millis() as u64;
         ServiceInfo {
             id: self.id,
@@ -177,6 +222,7 @@ impl<L, C> Service<L, C> {
             last_exit: self.last_exit.map(|e| e.to_string()),
             error: self.error.clone(),
             memory,
+            cpu,
             log: self.spec.log.clone(),
         }
     }
@@ -218,10 +264,21 @@ impl<L, C> Default for Table<L, C> {
 
 impl<L, C> Table<L, C> {
     /// Adds a service, not launched yet.
-    pub(super) fn add(&mut self, spec: ServiceSpec, log: L, life: Lifecycle) -> ServiceId {
+    pub(super) fn add(
+        &mut self,
+        spec: ServiceSpec,
+        log: L,
+        life: Lifecycle,
+        now: Instant,
+    ) -> ServiceId {
         let id = self.next_service;
         self.next_service += 1;
+        let since = (life.state(), now);
         let svc = Service {
+            configured: false,
+            deleting: false,
+            since,
+            exits: VecDeque::new(),
             id,
             spec: Arc::new(spec),
             log,
@@ -233,6 +290,19 @@ impl<L, C> Table<L, C> {
         };
         self.services.insert(id, svc);
         id
+    }
+
+    /// Forgets a service that has no process; returns it.
+    pub(super) fn remove(&mut self, id: ServiceId) -> Option<Service<L, C>> {
+        if self.services.get(&id)?.proc.is_some() {
+            return None;
+        }
+        self.services.remove(&id)
+    }
+
+    /// Every service, to change (once per turn).
+    pub(super) fn services_mut(&mut self) -> impl Iterator<Item = &mut Service<L, C>> {
+        self.services.values_mut()
     }
 
     /// A number for the next process.

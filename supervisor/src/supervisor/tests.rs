@@ -2,6 +2,7 @@
 //! what the actor does, and each test says what happens (exits, channel messages, the clock).
 //! Every sequence runs in microseconds, however long its timeouts and schedules.
 
+mod edits;
 mod fake;
 mod restarts;
 mod runs;

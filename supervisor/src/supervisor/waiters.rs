@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use tokio::sync::oneshot;
 
-use super::{Rows, ServiceId};
+use super::{ActionError, Reloaded, Rows, ServiceId};
 
 /// What a pending reply waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,12 +16,32 @@ pub(super) enum WaitFor {
     Launched(ServiceId),
 }
 
-/// A reply waiting: for what, and the services whose rows it carries.
+/// A reply waiting: for what, the services whose rows it carries, and the services to forget
+/// once it is answered (a `delete`, the services a `reload` removes).
 #[derive(Debug)]
 pub(super) struct Waiter {
     pending: HashSet<WaitFor>,
     pub(super) services: Vec<ServiceId>,
-    pub(super) reply: oneshot::Sender<Rows>,
+    pub(super) forget: Vec<ServiceId>,
+    pub(super) reply: Then,
+}
+
+/// How a waiting reply is answered.
+#[derive(Debug)]
+pub(super) enum Then {
+    /// With the rows of its services.
+    Rows(oneshot::Sender<Rows>),
+    /// With what a reload did to each service.
+    Reload(ReloadIds, oneshot::Sender<Result<Reloaded, ActionError>>),
+}
+
+/// What a reload did, by service id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct ReloadIds {
+    pub(super) added: Vec<ServiceId>,
+    pub(super) changed: Vec<ServiceId>,
+    pub(super) removed: Vec<ServiceId>,
+    pub(super) unchanged: Vec<ServiceId>,
 }
 
 /// The waiting replies.
@@ -39,11 +59,13 @@ impl Waiters {
         &mut self,
         pending: HashSet<WaitFor>,
         services: Vec<ServiceId>,
-        reply: oneshot::Sender<Rows>,
+        forget: Vec<ServiceId>,
+        reply: Then,
     ) -> Option<Waiter> {
         let w = Waiter {
             pending,
             services,
+            forget,
             reply,
         };
         if w.pending.is_empty() {

@@ -78,8 +78,12 @@ fn nonexistent_cwd_is_refused_before_anything_starts() {
 #[test]
 fn not_json() {
     let t = TestDir::new();
-    let err = refuse(&t, "{\"services\": [\n  {\"script\": \"a.js\",}\n]}");
-    assert!(err.contains(":2:"), "{err}");
+    // A trailing comma is JSONC, which a config file may be; a missing comma is not.
+    let err = refuse(
+        &t,
+        "{\"services\": [\n  {\"script\": \"a.js\" \"name\": \"a\"}\n]}",
+    );
+    assert!(err.contains(":2:20: expected comma"), "{err}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod support;
 
 mod channel;
+mod commands;
 mod config_errors;
 mod control;
 mod faults;

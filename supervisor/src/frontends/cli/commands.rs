@@ -1,13 +1,17 @@
-//! The client commands: `ls`, `stop`, `restart`, `stopall`, `send` (`logs` is in `logs.rs`).
+//! The client commands: `ls`, `start`, `stop`, `restart`, `delete`, `describe`, `stopall`,
+//! `send`, `reload`, `events` (`logs` is in `logs.rs`).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde_json::Value;
 
 use super::client::{CliError, Client, Target, err, rows};
-use crate::control::{Answer, Command, SendData, Services};
+use crate::config::{EnvValue, RawService};
+use crate::control::{Answer, Command, Event, Message, Row, SendData, Services, Start, Wait};
 use crate::supervisor::State;
+use crate::supervisor::{Description, EventKind};
 
 /// `pm-supervisor ls`.
 pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
@@ -19,27 +23,100 @@ pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    let mut table = comfy_table::Table::new();
-    table.load_style(comfy_table::presets::NOTHING);
-    table.set_header(["id", "name", "pid", "state", "restarts", "uptime", "memory"]);
+    let colour = use_colour();
+    let mut table = vec![
+        [
+            "id", "name", "pid", "state", "restarts", "uptime", "cpu", "memory",
+        ]
+        .map(Cell::plain),
+    ];
     for r in &rows {
-        let state = match (r.state, r.restart_in_ms) {
-            (State::Waiting, Some(ms)) => format!("waiting ({} to restart)", human_ms(ms)),
-            (State::Running, _) if r.ready => "running (ready)".to_owned(),
-            (s, _) => state_name(s),
-        };
-        table.add_row([
-            r.id.to_string(),
-            r.name.clone().unwrap_or_else(|| "-".into()),
-            r.pid.map_or("-".into(), |p| p.to_string()),
-            state,
-            r.restarts.to_string(),
-            r.uptime_ms.map_or("-".into(), human_ms),
-            r.memory.map_or("-".into(), human_bytes),
+        table.push([
+            Cell::plain(r.id.to_string()),
+            Cell::plain(r.name.clone().unwrap_or_else(|| "-".into())),
+            Cell::plain(r.pid.map_or("-".into(), |p| p.to_string())),
+            Cell {
+                text: state_text(r),
+                colour: colour.then(|| state_colour(r.state)),
+            },
+            Cell::plain(r.restarts.to_string()),
+            Cell::plain(r.uptime_ms.map_or("-".into(), human_ms)),
+            Cell::plain(r.cpu.map_or("-".into(), |c| format!("{c:.1}%"))),
+            Cell::plain(r.memory.map_or("-".into(), human_bytes)),
         ]);
     }
-    println!("{table}");
+    print!("{}", render(&table));
     Ok(())
+}
+
+/// A state as `ls` shows it: `running (ready)`, `waiting (2s to restart)`.
+fn state_text(r: &Row) -> String {
+    match (r.state, r.restart_in_ms) {
+        (State::Waiting, Some(ms)) => format!("waiting ({} to restart)", human_ms(ms)),
+        (State::Running, _) if r.ready => "running (ready)".to_owned(),
+        (s, _) => state_name(s),
+    }
+}
+
+/// Colours only for a terminal, and never when NO_COLOR is set to anything non-empty
+/// (https://no-color.org).
+fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}
+
+/// The SGR colour of a state: green running, yellow on its way, red crashed or failed, dim
+/// stopped.
+fn state_colour(s: State) -> &'static str {
+    match s {
+        State::Running => "32",
+        State::Starting | State::Stopping | State::Waiting => "33",
+        State::Exited | State::Failed => "31",
+        State::Stopped => "2",
+    }
+}
+
+/// A table cell: its text, and an SGR colour drawn around it (not counted in its width).
+struct Cell {
+    text: String,
+    colour: Option<&'static str>,
+}
+
+impl Cell {
+    fn plain(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            colour: None,
+        }
+    }
+}
+
+/// Left-aligned columns two spaces apart, the width of each its widest text.
+fn render<const N: usize>(table: &[[Cell; N]]) -> String {
+    let mut widths = [0; N];
+    for row in table {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.text.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in table {
+        let mut line = String::new();
+        for (i, (w, c)) in widths.iter().zip(row).enumerate() {
+            let pad = w - c.text.chars().count();
+            match c.colour {
+                Some(sgr) => line.push_str(&format!("\x1b[{sgr}m{}\x1b[0m", c.text)),
+                None => line.push_str(&c.text),
+            }
+            if i + 1 < N {
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// A state as the protocol spells it (`running`).
@@ -50,15 +127,359 @@ fn state_name(s: State) -> String {
     }
 }
 
-/// `stop NAME`, `restart NAME`, `stopall`: prints the rows acted on.
+/// `stop`, `restart`, `delete`, `stopall`: prints the rows acted on.
 pub(super) fn act(target: &Target, command: Command) -> Result<(), CliError> {
+    let deleting = matches!(command, Command::Delete(_));
     let rows = rows(Client::open(target)?.request(command)?)?;
     for r in rows {
         let name = r.name.as_deref().unwrap_or("(nameless)");
+        if deleting {
+            println!("{name} #{}: deleted", r.id);
+            continue;
+        }
         let pid = r.pid.map_or(String::new(), |p| format!(" pid {p}"));
         println!("{name} #{}: {}{pid}", r.id, state_name(r.state));
     }
     Ok(())
+}
+
+/// What `start` was given on the command line.
+#[derive(Debug, Default)]
+pub(super) struct StartArgs {
+    pub(super) script: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) cwd: Option<String>,
+    pub(super) log: Option<String>,
+    pub(super) env: Vec<String>,
+    pub(super) interpreter: Option<String>,
+    pub(super) spec: Option<String>,
+    pub(super) wait_ready: bool,
+    pub(super) args: Vec<String>,
+}
+
+impl StartArgs {
+    /// The spec to send: `--spec` (JSON or `@FILE`), with the other options over it.
+    fn spec(self) -> Result<RawService, CliError> {
+        let mut spec = match &self.spec {
+            None => RawService::default(),
+            Some(text) => {
+                let (text, from) = match text.strip_prefix('@') {
+                    Some(path) => (
+                        std::fs::read_to_string(path).map_err(|e| err(format!("{path}: {e}")))?,
+                        path.to_owned(),
+                    ),
+                    None => (text.clone(), "--spec".to_owned()),
+                };
+                serde_json::from_str(&text)
+                    .map_err(|e| err(format!("{from}: not a service spec: {e}")))?
+            }
+        };
+        if let Some(s) = self.script {
+            spec.script = s;
+        }
+        for (field, value) in [
+            (&mut spec.name, self.name),
+            (&mut spec.cwd, self.cwd),
+            (&mut spec.log, self.log),
+            (&mut spec.interpreter, self.interpreter),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
+        if !self.args.is_empty() {
+            spec.args = self.args;
+        }
+        for kv in self.env {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(err(format!("--env {kv:?}: write it KEY=VALUE")));
+            };
+            spec.env
+                .insert(k.to_owned(), EnvValue::String(v.to_owned()));
+        }
+        Ok(spec)
+    }
+}
+
+/// `start SCRIPT [options] [-- ARGS]`: relative paths are taken from the current folder.
+pub(super) fn start(target: &Target, args: StartArgs) -> Result<(), CliError> {
+    let wait = args.wait_ready.then_some(Wait::Ready);
+    let spec = args.spec()?;
+    let base = std::env::current_dir().map_err(|e| err(format!("the current folder: {e}")))?;
+    let command = Command::Start(Box::new(Start {
+        spec,
+        base: Some(base),
+        wait,
+        timeout_ms: None,
+    }));
+    match Client::open(target)?.request(command)? {
+        Answer::Row(r) => {
+            let name = r.name.as_deref().unwrap_or("(nameless)");
+            let pid = r.pid.map_or(String::new(), |p| format!(" pid {p}"));
+            println!("{name} #{}: {}{pid}", r.id, state_name(r.state));
+            Ok(())
+        }
+        other => Err(err(format!("bad reply: expected a row, got {other:?}"))),
+    }
+}
+
+/// `describe SERVICE [--json]`.
+pub(super) fn describe(target: &Target, which: Services, as_json: bool) -> Result<(), CliError> {
+    let services = match Client::open(target)?.request(Command::Describe(which))? {
+        Answer::Described { services } => services,
+        other => {
+            return Err(err(format!(
+                "bad reply: expected descriptions, got {other:?}"
+            )));
+        }
+    };
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&services).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let colour = use_colour();
+    let now = SystemTime::now();
+    let mut out = String::new();
+    for (i, d) in services.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&describe_text(d, now, colour));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// One service, as `describe` prints it.
+fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
+    use std::fmt::Write as _;
+    let r = &d.row;
+    let ago = |t: SystemTime| {
+        let ms = now.duration_since(t).map_or(0, |d| d.as_millis() as u64);
+        format!("{} ({} ago)", timestamp(t), human_ms(ms))
+    };
+    let mut o = String::new();
+    let name = r.name.as_deref().unwrap_or("(nameless)");
+    let state = match colour {
+        true => format!("\x1b[{}m{}\x1b[0m", state_colour(r.state), state_text(r)),
+        false => state_text(r),
+    };
+    let _ = writeln!(o, "{name} (id {})", r.id);
+    let mut field = |k: &str, v: String| {
+        let _ = writeln!(o, "  {k:<10} {v}");
+    };
+    field("state", format!("{state} since {}", ago(d.since)));
+    let pids = match d.pids.split_first() {
+        None => "-".to_owned(),
+        Some((p, [])) => p.to_string(),
+        Some((p, rest)) => format!(
+            "{p} (group: {})",
+            rest.iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    field("pid", pids);
+    if let Some(t) = d.started {
+        field("started", ago(t));
+    }
+    field("uptime", r.uptime_ms.map_or("-".into(), human_ms));
+    field(
+        "restarts",
+        format!("{} ({} crashes in a row)", r.restarts, r.crashes),
+    );
+    field("cpu", r.cpu.map_or("-".into(), |c| format!("{c:.1}%")));
+    field("memory", r.memory.map_or("-".into(), human_bytes));
+    let s = &d.spec;
+    let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+    field("script", text("script"));
+    let args: Vec<String> = s
+        .get("args")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !args.is_empty() {
+        field("args", args.join(" "));
+    }
+    field("cwd", text("cwd"));
+    if let Some(i) = s.get("interpreter").and_then(Value::as_str) {
+        field("interpreter", i.to_owned());
+    }
+    match &r.log {
+        Some(log) => {
+            let mut logs = vec![log.display().to_string()];
+            let keep = s.get("logKeep").and_then(Value::as_u64).unwrap_or(0);
+            for n in 1..=keep {
+                let rotated = format!("{}.{n}", log.display());
+                if std::path::Path::new(&rotated).exists() {
+                    logs.push(rotated);
+                }
+            }
+            field("log", logs.join(", "));
+        }
+        None => field("log", "- (the supervisor's stdout)".into()),
+    }
+    if let Some(env) = s
+        .get("env")
+        .and_then(Value::as_object)
+        .filter(|e| !e.is_empty())
+    {
+        let env: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        field("env", env.join(" "));
+    }
+    if let Some(e) = &r.error {
+        field("error", e.clone());
+    }
+    let _ = writeln!(o, "  last exits");
+    if d.exits.is_empty() {
+        let _ = writeln!(o, "    (none)");
+    }
+    for e in &d.exits {
+        let why = if e.requested { ", requested" } else { "" };
+        let _ = writeln!(
+            o,
+            "    {}  pid {}  {}  after {}{why}",
+            timestamp(e.time),
+            e.pid,
+            e.exit,
+            human_ms(e.uptime_ms)
+        );
+    }
+    o
+}
+
+fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `reload`: what changed.
+pub(super) fn reload(target: &Target, as_json: bool) -> Result<(), CliError> {
+    let done = match Client::open(target)?.request(Command::Reload)? {
+        Answer::Reloaded(r) => r,
+        other => {
+            return Err(err(format!(
+                "bad reply: expected a reload report, got {other:?}"
+            )));
+        }
+    };
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let mut said = false;
+    for (what, rows) in [
+        ("added", &done.added),
+        ("changed", &done.changed),
+        ("removed", &done.removed),
+    ] {
+        for r in rows {
+            said = true;
+            let name = r.name.as_deref().unwrap_or("(nameless)");
+            let pid = r.pid.map_or(String::new(), |p| format!(" pid {p}"));
+            let state = if what == "removed" {
+                "stopped and forgotten".to_owned()
+            } else {
+                format!("{}{pid}", state_name(r.state))
+            };
+            println!("{what:<8} {name} #{}: {state}", r.id);
+        }
+    }
+    if !said {
+        println!(
+            "nothing changed ({} services as in the file)",
+            done.unchanged.len()
+        );
+    } else if !done.unchanged.is_empty() {
+        println!("unchanged: {}", done.unchanged.len());
+    }
+    Ok(())
+}
+
+/// `events [--json]`: every event from now on, one per line, until the supervisor goes away
+/// (or stdout is closed).
+pub(super) fn events(target: &Target, as_json: bool) -> Result<(), CliError> {
+    let mut client = Client::open(target)?;
+    client.request(Command::Subscribe)?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let event = match client.read() {
+            Ok(Message::Event(e)) => e,
+            Ok(_) => continue,
+            // The supervisor exited: the stream is over.
+            Err(_) => return Ok(()),
+        };
+        let line = if as_json {
+            serde_json::to_string(&event).unwrap_or_default()
+        } else {
+            event_text(&event)
+        };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// An event for a person: `2026-11-30T08:00:00.000Z web #1 exited pid 42: exit code 1`.
+fn event_text(e: &Event) -> String {
+    let e = match e {
+        Event::Lagged(l) => return format!("({} events missed: reading too slowly)", l.missed),
+        Event::Service(e) => e,
+    };
+    let who = format!(
+        "{} {} #{}",
+        timestamp(e.time),
+        e.name.as_deref().unwrap_or("(nameless)"),
+        e.id
+    );
+    let what = match &e.kind {
+        EventKind::Started { pid } => format!("started pid {pid}"),
+        EventKind::Ready { pid } => format!("ready pid {pid}"),
+        EventKind::Stopping { pid, reason } => {
+            let reason = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!("stopping pid {pid} ({reason})")
+        }
+        EventKind::Exited {
+            pid,
+            exit,
+            requested,
+            uptime_ms,
+        } => {
+            let why = if *requested { ", requested" } else { "" };
+            format!(
+                "exited pid {pid}: {exit} after {}{why}",
+                human_ms(*uptime_ms)
+            )
+        }
+        EventKind::LaunchFailed { error } => format!("launch failed: {error}"),
+        EventKind::Restarting { in_ms, crashes } => {
+            format!(
+                "restarting in {} ({crashes} crashes in a row)",
+                human_ms(*in_ms)
+            )
+        }
+        EventKind::Message { pid, data } => format!("message pid {pid}: {data}"),
+        #[allow(unreachable_patterns)]
+        other => serde_json::to_string(other).unwrap_or_default(),
+    };
+    format!("{who} {what}")
 }
 
 /// Where `send` takes its data from.
@@ -72,8 +493,8 @@ pub(super) enum DataInput {
     Stdin,
 }
 
-/// `send NAME JSON`, `send NAME --file PATH`, `send NAME -` (stdin).
-pub(super) fn send(target: &Target, name: &str, input: DataInput) -> Result<(), CliError> {
+/// `send SERVICE JSON`, `send SERVICE --file PATH`, `send SERVICE -` (stdin).
+pub(super) fn send(target: &Target, to: Services, input: DataInput) -> Result<(), CliError> {
     // One byte more than a request line may hold is enough to know it is too long.
     let limit = pm_child::protocol::MAX_LINE_BYTES as u64 + 1;
     let (text, from) = match input {
@@ -102,10 +523,7 @@ pub(super) fn send(target: &Target, name: &str, input: DataInput) -> Result<(), 
     }
     let data: Value =
         serde_json::from_slice(&text).map_err(|e| err(format!("{from} is not JSON: {e}")))?;
-    let command = Command::Send(SendData {
-        to: Services::Named(name.to_owned()),
-        data,
-    });
+    let command = Command::Send(SendData { to, data });
     match Client::open(target)?.request(command)? {
         Answer::Sent { sent } => println!("sent to {sent} process(es)"),
         other => return Err(err(format!("bad reply: expected a count, got {other:?}"))),

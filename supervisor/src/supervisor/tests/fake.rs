@@ -11,7 +11,7 @@ use super::super::ServiceId;
 use super::super::effects::{ChildChannel, Effects, Launched, Reaped};
 use super::super::notes::Note;
 use crate::config::ServiceSpec;
-use crate::platform::{Exit, Pid, Signal};
+use crate::platform::{Exit, GroupUsage, Pid, Signal};
 use crate::process::launch::LaunchError;
 use crate::process::sentinel::Record;
 
@@ -71,6 +71,8 @@ pub(super) struct Fake {
     pub(super) states: Vec<Vec<(i32, u64)>>,
     /// Every line written about a service: (label, note).
     pub(super) notes: Vec<(String, Note)>,
+    /// What each process group uses, as the test says.
+    pub(super) usage: BTreeMap<Pid, GroupUsage>,
 }
 
 impl Fake {
@@ -89,6 +91,7 @@ impl Fake {
             sentinel_starts: 1,
             states: Vec::new(),
             notes: Vec::new(),
+            usage: BTreeMap::new(),
         }
     }
 
@@ -188,8 +191,11 @@ impl Effects for Fake {
         self.states.push(groups.to_vec());
     }
 
-    fn memory(&self, _pid: Pid) -> Option<u64> {
-        None
+    fn usage(&mut self, groups: &[Pid]) -> std::collections::HashMap<Pid, GroupUsage> {
+        groups
+            .iter()
+            .filter_map(|p| Some((*p, self.usage.get(p)?.clone())))
+            .collect()
     }
 }
 
