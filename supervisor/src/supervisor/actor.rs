@@ -902,6 +902,7 @@ impl Actor {
                 protocol,
                 sdk,
                 version,
+                ..
             }) => {
                 p.hello = true;
                 if protocol != protocol::PROTOCOL_VERSION {
@@ -913,6 +914,7 @@ impl Actor {
                 }
             }
             ChannelEvent::Message(FromChild::Ready) => {}
+            ChannelEvent::Message(FromChild::Heartbeat) => {}
             ChannelEvent::Message(FromChild::Stopping) => {
                 if let Some((seq, _)) = p.stop.as_mut() {
                     seq.stopping();
