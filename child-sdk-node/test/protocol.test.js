@@ -20,6 +20,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const protocol = require('../lib/protocol')
+const { watchdogTiming } = require('../lib/watchdog')
 
 const VECTORS = path.resolve(__dirname, '..', '..', 'tests', 'protocol')
 
@@ -159,4 +160,14 @@ test('from_child vectors: a Node child\'s process.send(value) writes exactly the
     assert.deepStrictEqual(JSON.parse(line), c.expect.data, c.name)
     assert.equal(protocol.isNodeInternal(c.expect.data), false, `${c.name}: data is never a pm message`)
   }
+})
+
+test('watchdog vectors: PM_WATCHDOG_MS is read as the Rust and Python SDKs read it', () => {
+  const cases = vectors('watchdog.jsonl')
+  assert.ok(cases.length >= 10)
+  for (const c of cases) {
+    assert.deepStrictEqual(watchdogTiming(c.value), c.expect, c.name)
+  }
+  // Not set at all: no watchdog.
+  assert.equal(watchdogTiming(undefined), null)
 })
