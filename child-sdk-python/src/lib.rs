@@ -267,6 +267,8 @@ mod _pm_child {
             finish: Box::new(finish),
             sdk: "pm-child-python".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            diagnostics: None,
+            auto_heartbeats: false,
         };
         py.detach(move || pm_child::init(options));
         true
