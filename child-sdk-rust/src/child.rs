@@ -113,7 +113,9 @@ struct Child {
     disconnected: AtomicBool,
     /// The watchdog's heartbeats, when the process has a supervisor and `PM_WATCHDOG_MS`.
     watchdog: Option<Watchdog>,
-    /// Whether the SDK sends automatic heartbeats itself ([`Options::auto_heartbeats`]).
+    /// Whether the SDK sends automatic heartbeats itself ([`Options::auto_heartbeats`]): from a
+    /// tokio runtime, so read only with the `tokio` feature.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     auto_heartbeats: bool,
 }
 
