@@ -94,5 +94,16 @@ export function send(data: unknown): boolean
  */
 export function extend(ms: number): void
 
+/**
+ * Tells the supervisor's watchdog that the service is alive, and turns the SDK's automatic
+ * heartbeats off for good: from then on the service is hung when it has not called this for
+ * its `watchdogMs` (PM_WATCHDOG_MS). Without it, a service with a watchdog gets a heartbeat
+ * from its event loop every third of `watchdogMs`, from the moment the SDK is loaded: it is
+ * hung when its loop has not turned for `watchdogMs`. Cheap: a heartbeat goes out at most once
+ * every tenth of `watchdogMs`, however often it is called. A no-op without a supervisor or
+ * without a watchdog.
+ */
+export function heartbeat(): void
+
 /** Whether the process runs under a pm supervisor (its channel was found on first use). */
 export function supervised(): boolean

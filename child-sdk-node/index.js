@@ -24,12 +24,17 @@
 // with code 0 once the HTTP responses in flight on closed servers have ended and queued channel
 // messages are written. Standalone, a stop ends with SIGTERM to the process group the process
 // leads. Everything runs on the event loop.
+//
+// The watchdog (PM_WATCHDOG_MS, lib/watchdog.js): heartbeats from an unref'd timer on the event
+// loop, from the moment the SDK is loaded; a watcher thread writes where the loop is stuck when
+// they stop. heartbeat() takes them over.
 
 const fs = require('node:fs')
 const protocol = require('./lib/protocol')
 const { runStopHandlers, failureLine, describe } = require('./lib/stop')
 const { termOwnGroup, termGroupAtExit } = require('./lib/group')
 const inflight = require('./lib/inflight')
+const { watchdogTiming, diagnosticsWanted, Heartbeats } = require('./lib/watchdog')
 const { version: VERSION } = require('./package.json')
 
 const SDK = 'pm-child-node'
@@ -105,6 +110,8 @@ function connection() {
     // undefined once the handlers are done or the deadline passed.
     keepAlive: null,
     keepAliveUntil: 0,
+    // The watchdog's heartbeats, when the service has one (PM_WATCHDOG_MS) and a supervisor.
+    heartbeats: null,
   }
 
   if (conn.supervised) {
@@ -112,7 +119,14 @@ function connection() {
     process.on('disconnect', onDisconnect)
     unrefOurListener()
     if (process.connected) {
-      write(protocol.hello(SDK, VERSION))
+      const timing = watchdogTiming(process.env.PM_WATCHDOG_MS)
+      let diagnostics
+      if (timing !== null) {
+        conn.heartbeats = new Heartbeats(timing, () => write(protocol.heartbeat()))
+        if (diagnosticsWanted(process.env) && conn.heartbeats.startDiagnostics()) diagnostics = 'self'
+      }
+      write(protocol.hello(SDK, VERSION, diagnostics))
+      if (conn.heartbeats !== null) conn.heartbeats.start()
     } else {
       // The supervisor is already gone (its EOF came before this first call): that is a stop.
       // Deferred, so that handlers registered along with this first call still run.
@@ -209,6 +223,8 @@ function reportMessageFailure(err) {
 function onDisconnect() {
   // Writes that were still queued are cancelled with the channel.
   flushDone()
+  // Nobody watches the heartbeats any more.
+  if (conn.heartbeats !== null) conn.heartbeats.end()
   // The supervisor closed the channel on its controller's request (it said so first): it is
   // alive and will stop this process with SIGTERM when the time comes.
   if (conn.disconnectNotice) return
@@ -378,6 +394,17 @@ function extend(ms) {
   if (conn.stop !== null && conn.keepAlive) keepAliveFor(Math.ceil(ms))
 }
 
+/**
+ * Tells the supervisor's watchdog that the service is alive, and stops the SDK's automatic
+ * heartbeats for good: from now on the service is hung when it has not called this for its
+ * `watchdogMs`. Cheap: a heartbeat goes out at most once every tenth of `watchdogMs`. A no-op
+ * without a supervisor or without a watchdog (PM_WATCHDOG_MS).
+ */
+function heartbeat() {
+  const c = connection()
+  if (c.heartbeats !== null) c.heartbeats.manual()
+}
+
 /** Whether the process runs under a pm supervisor (a channel was found on first use). */
 function supervised() {
   return connection().supervised
@@ -400,4 +427,9 @@ function handlersDone() {
   return c.done.promise
 }
 
-module.exports = { onstopping, stopRequested, handlersDone, onmessage, ready, send, extend, supervised }
+module.exports = { onstopping, stopRequested, handlersDone, onmessage, ready, send, extend, heartbeat, supervised }
+
+// A service with a watchdog sends heartbeats from the moment the SDK is loaded (also with
+// `node -r pm-child app.js`, without a call), so that a loop that blocks before the first call
+// is seen too.
+if (watchdogTiming(process.env.PM_WATCHDOG_MS) !== null) connection()

@@ -42,6 +42,21 @@ export interface ServiceSpec {
   logMaxSize?: number
   /** Rotated log files kept (at most 1000). */
   logKeep?: number
+  /**
+   * Watchdog: the service must send a heartbeat at least every this many ms (100 to 2^31 - 1),
+   * or it is logged as hung, stopped and started again on its `restartAt` schedule (`hung`
+   * event). The pm SDKs send them by themselves (PM_WATCHDOG_MS); protocol.md, section 6.5.
+   */
+  watchdogMs?: number
+  /**
+   * Memory ceiling of the service's process group (total RSS): bytes, or a string with a unit
+   * such as `"500M"`. A service that stays above it is restarted (`memory` event).
+   */
+  maxMemory?: number | string
+  /** Names of services that must be ready (or running, if they never say ready) before this one starts; stopped after it. */
+  dependsOn?: string[]
+  /** Restart the service when its files change (`true`), or when these paths or globs change. For development. */
+  watch?: boolean | string[]
 }
 
 export interface StartOptions {

@@ -17,7 +17,7 @@ test('index.js exports exactly the functions index.d.ts declares, and connects o
   const declared = [...fs.readFileSync(path.join(PACKAGE, 'index.d.ts'), 'utf8').matchAll(/^export function (\w+)/gm)]
     .map((m) => m[1])
   assert.deepStrictEqual(Object.keys(pm).sort(), declared.sort())
-  assert.deepStrictEqual(declared.sort(), ['extend', 'handlersDone', 'onmessage', 'onstopping', 'ready', 'send', 'stopRequested', 'supervised'])
+  assert.deepStrictEqual(declared.sort(), ['extend', 'handlersDone', 'heartbeat', 'onmessage', 'onstopping', 'ready', 'send', 'stopRequested', 'supervised'])
   for (const name of declared) assert.equal(typeof pm[name], 'function', name)
   // Requiring it has no side effect.
   assert.equal(process.listenerCount('SIGTERM'), listeners)
@@ -32,7 +32,7 @@ test('without a supervisor: no-ops, argument errors, the environment left as it 
   const e = await dir.waitEvent('alone', 'unsupervised')
   assert.equal(e.before.PM_CHANNEL_FD, '3')
   assert.equal(e.before.channel, false)
-  assert.deepStrictEqual(e.results, { ready: 'undefined', send: false, extend: 'undefined' })
+  assert.deepStrictEqual(e.results, { ready: 'undefined', send: false, extend: 'undefined', heartbeat: 'undefined' })
   assert.deepStrictEqual(e.errors, {
     onstopping: { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' },
     onmessage: { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' },

@@ -20,6 +20,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const protocol = require('../lib/protocol')
+const { watchdogTiming } = require('../lib/watchdog')
 
 const VECTORS = path.resolve(__dirname, '..', '..', 'tests', 'protocol')
 
@@ -124,11 +125,12 @@ test('values a supervisor never sends are rejected, never thrown on', () => {
 test('encode vectors: every line a child writes is byte for byte the expected one', () => {
   const cases = vectors('encode.jsonl').filter((c) => c.direction === 'from_child')
   const builders = {
-    hello: (m) => protocol.hello(m.sdk, m.version),
+    hello: (m) => protocol.hello(m.sdk, m.version, m.diagnostics),
     ready: () => protocol.ready(),
     stopping: () => protocol.stopping(),
     term: () => protocol.term(),
     extend: (m) => protocol.extend(m.ms),
+    heartbeat: () => protocol.heartbeat(),
   }
   const seen = new Set()
   for (const c of cases) {
@@ -158,4 +160,14 @@ test('from_child vectors: a Node child\'s process.send(value) writes exactly the
     assert.deepStrictEqual(JSON.parse(line), c.expect.data, c.name)
     assert.equal(protocol.isNodeInternal(c.expect.data), false, `${c.name}: data is never a pm message`)
   }
+})
+
+test('watchdog vectors: PM_WATCHDOG_MS is read as the Rust and Python SDKs read it', () => {
+  const cases = vectors('watchdog.jsonl')
+  assert.ok(cases.length >= 10)
+  for (const c of cases) {
+    assert.deepStrictEqual(watchdogTiming(c.value), c.expect, c.name)
+  }
+  // Not set at all: no watchdog.
+  assert.equal(watchdogTiming(undefined), null)
 })

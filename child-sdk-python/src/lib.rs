@@ -222,6 +222,71 @@ fn queue_check() {
     }
 }
 
+/// A heartbeat call is queued for the main thread (`Py_AddPendingCall`) and has not run yet.
+static BEAT_QUEUED: AtomicBool = AtomicBool::new(false);
+
+/// Runs in the main thread, between two bytecodes (queued by [`heartbeats`]): the package sends
+/// a heartbeat, unless an asyncio loop carries them.
+extern "C" fn main_beat(_: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+    BEAT_QUEUED.store(false, Ordering::SeqCst);
+    if PYTHON_EXITING.load(Ordering::SeqCst) {
+        return 0;
+    }
+    // SAFETY: pending calls run in the main thread with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    if let Err(e) = call_hook(py, "_beat_in_main", ()) {
+        report(&format!("pm-child: watchdog: {e}"));
+    }
+    0
+}
+
+/// The automatic heartbeats of a process with a watchdog (protocol.md, section 9.2), on the
+/// thread `pm-child-watchdog`. Every period it queues a call for the main thread with
+/// `Py_AddPendingCall`: the interpreter runs it between two bytecodes of the main thread, so
+/// it waits while the main thread is blocked, whether in a C call (holding the GIL or not) or in
+/// a blocking call made from Python code (`time.sleep`, a lock, a socket read). The call sends
+/// the heartbeat, unless the main thread runs an asyncio loop: then a timer on that loop sends
+/// them (a busy coroutine runs bytecodes but keeps the loop from turning). One call queued at a
+/// time. A call still queued a period later means the main thread is blocked, or sits idle in
+/// an asyncio loop's wait for I/O: the package then looks for that loop in the main thread's
+/// stack and starts the timer on it. Ends when the app takes the heartbeats over
+/// (`heartbeat()`), the channel closes, or the interpreter exits.
+fn heartbeats(period: Duration) {
+    let spawned = pm_child::spawn_thread("pm-child-watchdog", move || {
+        loop {
+            if PYTHON_EXITING.load(Ordering::SeqCst) || !pm_child::auto_heartbeats_on() {
+                return;
+            }
+            if !BEAT_QUEUED.swap(true, Ordering::SeqCst) {
+                // SAFETY: Py_AddPendingCall may be called from any thread, without the GIL.
+                let queued =
+                    unsafe { pyo3::ffi::Py_AddPendingCall(Some(main_beat), std::ptr::null_mut()) };
+                if queued != 0 {
+                    BEAT_QUEUED.store(false, Ordering::SeqCst);
+                }
+                // Before 3.12 the main thread notices a call queued by another thread only once
+                // it takes the GIL again: asking for the GIL makes a running main thread hand it
+                // over (a blocked one that holds it keeps this thread waiting, and no heartbeat
+                // is due then anyway).
+                with_python(|_| ());
+            } else {
+                // Waits for the GIL if a thread holds it: no heartbeat is due then anyway.
+                with_python(|py| {
+                    if let Err(e) = call_hook(py, "_find_loop", ()) {
+                        report(&format!("pm-child: watchdog: {e}"));
+                    }
+                });
+            }
+            std::thread::sleep(period);
+        }
+    });
+    if let Err(e) = spawned {
+        report(&format!(
+            "pm-child: cannot start the watchdog's heartbeats: {e}"
+        ));
+    }
+}
+
 /// While no stop has begun, checks twice a second in the main thread that the package's signal
 /// handlers are on top.
 fn watch() {
@@ -252,8 +317,18 @@ mod _pm_child {
     /// Connects to the supervisor on first use. `hooks` is the `pm_child` package (its `_plan`
     /// and `_in_main` are called back). Returns whether this process is the one that
     /// connected: false in a process forked from it.
+    ///
+    /// `diagnostics` is what the `hello` says about them (the signal the package registered
+    /// `faulthandler` for), when the process has a watchdog. With one, the automatic
+    /// heartbeats start.
     #[pyfunction]
-    fn connect(py: Python<'_>, hooks: Py<PyAny>, main_ident: u64) -> bool {
+    #[pyo3(signature = (hooks, main_ident, diagnostics=None))]
+    fn connect(
+        py: Python<'_>,
+        hooks: Py<PyAny>,
+        main_ident: u64,
+        diagnostics: Option<String>,
+    ) -> bool {
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
         match OWNER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
@@ -267,9 +342,48 @@ mod _pm_child {
             finish: Box::new(finish),
             sdk: "pm-child-python".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            diagnostics,
+            auto_heartbeats: false,
         };
         py.detach(move || pm_child::init(options));
+        if let Some(timing) = pm_child::watchdog_timing() {
+            heartbeats(Duration::from_millis(timing.period_ms));
+        }
         true
+    }
+
+    /// Whether this process would take the supervisor's channel, without connecting.
+    #[pyfunction]
+    fn owns_channel(py: Python<'_>) -> bool {
+        py.detach(pm_child::owns_channel)
+    }
+
+    /// What a `PM_WATCHDOG_MS` value means: `(limit_ms, period_ms, min_gap_ms)`, or None (no
+    /// watchdog).
+    #[pyfunction]
+    fn _watchdog_timing(value: &str) -> Option<(u64, u64, u64)> {
+        protocol::WatchdogTiming::parse(value).map(|t| (t.limit_ms, t.period_ms, t.min_gap_ms))
+    }
+
+    /// The automatic heartbeats' period in seconds, when this process has a watchdog and a
+    /// supervisor; else None.
+    #[pyfunction]
+    fn watchdog_period() -> Option<f64> {
+        pm_child::watchdog_timing().map(|t| t.period_ms as f64 / 1000.0)
+    }
+
+    /// An automatic heartbeat, unless the app took them over or the channel is closed. Returns
+    /// whether the automatic heartbeats are still on.
+    #[pyfunction]
+    fn auto_heartbeat(py: Python<'_>) -> bool {
+        py.detach(pm_child::auto_heartbeat)
+    }
+
+    /// The app's heartbeat: turns the automatic ones off for good; at most one per tenth of the
+    /// limit goes out.
+    #[pyfunction]
+    fn heartbeat(py: Python<'_>) {
+        py.detach(pm_child::heartbeat);
     }
 
     /// Registers a stop handler: a callable without arguments. An exception it raises is

@@ -14,10 +14,11 @@ use serde_json::Value;
 use crate::output::{quiet_broken_output, term_own_group};
 use crate::protocol::{
     self, Decoded, ENV_CHANNEL_FD, ENV_CHANNEL_ID, Frame, FromChild, LineDecoder, Outgoing,
-    PROTOCOL_VERSION, ToChild,
+    PROTOCOL_VERSION, ToChild, WatchdogTiming,
 };
 use crate::signals;
 use crate::stop::{Phase, STOP, StopFuture, Trigger};
+use crate::watchdog::Watchdog;
 
 /// Writes a line to stderr, ignoring failure: `eprintln!` panics when stderr is broken (the
 /// supervisor died), and a panic on the stop thread would keep the process from exiting.
@@ -48,6 +49,13 @@ pub struct Options {
     pub sdk: String,
     /// SDK version sent in `hello`.
     pub version: String,
+    /// `diagnostics` sent in `hello` when the process has a watchdog (protocol.md, section 5):
+    /// how the supervisor gets a diagnostic out of it when it is hung. None for Rust.
+    pub diagnostics: Option<String>,
+    /// Send automatic heartbeats when the process has a watchdog: with the `tokio` feature,
+    /// from a task on the runtime current at the first SDK call made inside one. Bindings
+    /// that send their own ([`auto_heartbeat`]) set this to false.
+    pub auto_heartbeats: bool,
 }
 
 impl Default for Options {
@@ -57,6 +65,8 @@ impl Default for Options {
             finish: Box::new(finish_default),
             sdk: "pm-child-rust".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            diagnostics: None,
+            auto_heartbeats: true,
         }
     }
 }
@@ -101,6 +111,12 @@ struct Child {
     /// The supervisor said it is closing the channel on its controller's request: the EOF that
     /// follows is not its death.
     disconnected: AtomicBool,
+    /// The watchdog's heartbeats, when the process has a supervisor and `PM_WATCHDOG_MS`.
+    watchdog: Option<Watchdog>,
+    /// Whether the SDK sends automatic heartbeats itself ([`Options::auto_heartbeats`]): from a
+    /// tokio runtime, so read only with the `tokio` feature.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    auto_heartbeats: bool,
 }
 
 static CHILD: OnceLock<Child> = OnceLock::new();
@@ -113,6 +129,8 @@ fn child() -> &'static Child {
     if c.signals {
         signals::keep_on_top();
     }
+    #[cfg(feature = "tokio")]
+    c.bind_runtime();
     c
 }
 
@@ -144,6 +162,10 @@ impl Child {
             Some((w, r)) => (Some(Mutex::new(w)), Some(r)),
             None => (None, None),
         };
+        // PM_WATCHDOG_MS is for the process that took the channel only; a diagnostic is asked
+        // for only by a watchdog.
+        let watchdog = writer.as_ref().and_then(|_| Watchdog::from_env());
+        let diagnostics = watchdog.as_ref().and(options.diagnostics);
         let child = Child {
             writer,
             reader: Mutex::new(reader),
@@ -153,11 +175,14 @@ impl Child {
             message_handlers: Mutex::new(Vec::new()),
             takes_part: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
+            auto_heartbeats: options.auto_heartbeats,
+            watchdog,
         };
         child.write(&FromChild::Hello {
             protocol: PROTOCOL_VERSION,
             sdk: options.sdk,
             version: options.version,
+            diagnostics,
         });
         child
     }
@@ -208,6 +233,7 @@ impl Child {
                     }
                     Ok(Decoded::Message(ToChild::Disconnect)) => {
                         self.disconnected.store(true, Ordering::SeqCst);
+                        self.end_heartbeats();
                     }
                     Ok(Decoded::Message(ToChild::Data(data))) => {
                         let handlers: Vec<MessageHandler> = lock(&self.message_handlers).clone();
@@ -223,6 +249,7 @@ impl Child {
                 }
             }
         }
+        self.end_heartbeats();
         // EOF after the supervisor's `disconnect`: it lives on and stops this process with a
         // signal when the time comes. Any other EOF: the supervisor is gone, and its stop
         // request will never come; this is it (the sentinel allows at most 800 ms).
@@ -294,6 +321,82 @@ impl Child {
         }
         STOP.finish();
         (self.finish)(trigger);
+    }
+
+    /// The channel is closed: nobody watches the heartbeats any more.
+    fn end_heartbeats(&self) {
+        if let Some(w) = &self.watchdog {
+            w.end();
+        }
+    }
+
+    /// An automatic heartbeat, unless the app took them over ([`heartbeat`]). Returns whether
+    /// the automatic heartbeats are still on.
+    fn auto_beat(&self) -> bool {
+        let (Some(w), Some(writer)) = (&self.watchdog, &self.writer) else {
+            return false;
+        };
+        // Decided under the channel's lock: once a line written after the app's first
+        // `heartbeat()` call is out, no automatic heartbeat follows it.
+        let mut stream = lock(writer);
+        if w.automatic()
+            && stream
+                .write_all(&protocol::encode(&FromChild::Heartbeat))
+                .is_err()
+        {
+            w.end();
+        }
+        w.automatic()
+    }
+
+    /// With the `tokio` feature, the first SDK call made inside a tokio runtime starts the
+    /// automatic heartbeats on it (when the process has a watchdog).
+    #[cfg(feature = "tokio")]
+    fn bind_runtime(&'static self) {
+        let Some(w) = &self.watchdog else {
+            return;
+        };
+        if !self.auto_heartbeats || w.bound.load(Ordering::SeqCst) || !w.automatic() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if w.bound.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = spawn_thread("pm-child-watchdog", move || self.runtime_heartbeats(handle)) {
+            report!("pm-child: cannot start the watchdog's heartbeats: {e}");
+        }
+    }
+
+    /// Every period, a task on the runtime sends a heartbeat: it runs only when the runtime
+    /// can run tasks, so the heartbeats stop while every thread of the runtime is blocked. One
+    /// task at a time, so that none pile up meanwhile. Ends when the app takes the heartbeats
+    /// over, the channel closes, or the runtime shuts down.
+    #[cfg(feature = "tokio")]
+    fn runtime_heartbeats(&'static self, handle: tokio::runtime::Handle) {
+        let Some(w) = &self.watchdog else {
+            return;
+        };
+        let period = Duration::from_millis(w.timing().period_ms);
+        let queued = Arc::new(AtomicBool::new(false));
+        let mut last: Option<tokio::task::JoinHandle<()>> = None;
+        while w.automatic() {
+            if !queued.swap(true, Ordering::SeqCst) {
+                let queued = queued.clone();
+                last = Some(handle.spawn(async move {
+                    self.auto_beat();
+                    queued.store(false, Ordering::SeqCst);
+                }));
+            } else if last.as_ref().is_some_and(|t| t.is_finished()) {
+                // Finished without having run: the runtime shut down. The next SDK call made
+                // inside a runtime binds the heartbeats to that one.
+                w.bound.store(false, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(period);
+        }
     }
 
     fn write<T: Outgoing>(&self, msg: &T) -> bool {
@@ -512,9 +615,49 @@ pub fn extend(ms: u64) {
     child().write(&FromChild::Extend { ms });
 }
 
+/// Tells the supervisor's watchdog that the service is alive, and turns the automatic
+/// heartbeats off for good: from then on the service is hung when it has not called this for
+/// its `watchdogMs` (`PM_WATCHDOG_MS`). Cheap: a heartbeat goes out at most once every tenth of
+/// `watchdogMs`, however often it is called, so it can be called on every iteration of the
+/// work that must not stall. A no-op without a supervisor or without a watchdog.
+///
+/// Without it, and with the `tokio` feature, the heartbeats come from a task on the runtime
+/// current at the first SDK call made inside one (see the crate's documentation).
+pub fn heartbeat() {
+    let c = child();
+    if let Some(w) = &c.watchdog {
+        if w.manual_due() && !c.write(&FromChild::Heartbeat) {
+            w.end();
+        }
+    }
+}
+
 /// Whether a supervisor's channel was found.
 pub fn supervised() -> bool {
     child().writer.is_some()
+}
+
+/// An automatic heartbeat, for bindings that send their own ([`Options::auto_heartbeats`]
+/// false): sent unless the app took them over with [`heartbeat`] or the channel is closed.
+/// Returns whether the automatic heartbeats are still on.
+pub fn auto_heartbeat() -> bool {
+    child().auto_beat()
+}
+
+/// The watchdog's timing, when this process has a watchdog and a supervisor (for bindings).
+pub fn watchdog_timing() -> Option<WatchdogTiming> {
+    child().watchdog.as_ref().map(Watchdog::timing)
+}
+
+/// Whether the automatic heartbeats are still on (for bindings).
+pub fn auto_heartbeats_on() -> bool {
+    child().watchdog.as_ref().is_some_and(Watchdog::automatic)
+}
+
+/// Whether this process would take the channel (section 2's ownership rule), without
+/// connecting (for bindings that decide what `hello` says before it is sent).
+pub fn owns_channel() -> bool {
+    owned_channel().is_some()
 }
 
 /// Starts the stop as `trigger` would (used by bindings that receive signals themselves).

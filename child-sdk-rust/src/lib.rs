@@ -50,8 +50,16 @@
 //! returns while handlers run, the exit waits for them (until the stop's deadline); after a
 //! stop, the rest of the process group gets SIGTERM as the process exits, when it leads it.
 //!
-//! Without a supervisor, [`ready`], [`send`] and [`extend`] do nothing, [`supervised`] is
-//! false, and the signal triggers still work.
+//! A service with a watchdog (`watchdogMs`: the supervisor sets `PM_WATCHDOG_MS`) must send a
+//! heartbeat at least that often. [`heartbeat`] sends one (at most one per tenth of the limit,
+//! however often it is called) and turns the automatic ones off for good. With the `tokio`
+//! feature the heartbeats are automatic: the first SDK call made inside a tokio runtime binds
+//! them to it, and a thread of the SDK (`pm-child-watchdog`) queues a task on it every third of
+//! the limit that sends one, so they stop when the runtime cannot run tasks (a current-thread
+//! runtime blocked, or every worker of a multi-thread one).
+//!
+//! Without a supervisor, [`ready`], [`send`], [`extend`] and [`heartbeat`] do nothing,
+//! [`supervised`] is false, and the signal triggers still work.
 //!
 //! With the `tokio` feature, `on_stopping_async` registers an async handler.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -60,6 +68,7 @@ mod child;
 mod output;
 mod signals;
 mod stop;
+mod watchdog;
 // The wire format and codec, shared with pm-supervisor: not an API for services.
 #[doc(hidden)]
 pub mod protocol;
@@ -67,16 +76,16 @@ pub mod protocol;
 #[cfg(feature = "tokio")]
 pub use child::on_stopping_async;
 pub use child::{
-    extend, handlers_done, on_message, on_stopping, on_stopping_fallible, ready, send,
+    extend, handlers_done, heartbeat, on_message, on_stopping, on_stopping_fallible, ready, send,
     stop_requested, supervised, wait_handlers_done, wait_stop_requested,
 };
 pub use stop::StopFuture;
 // For language bindings built on this crate (the Python SDK): not part of the stable API.
 #[doc(hidden)]
 pub use child::{
-    Finish, Options, StopHandler, app_takes_part, exit_now, exiting, finish_default, init,
-    set_app_waits, spawn_thread, stop_phase, stop_trigger, trigger_stop, wait_for_handlers_at_exit,
-    wait_phase,
+    Finish, Options, StopHandler, app_takes_part, auto_heartbeat, auto_heartbeats_on, exit_now,
+    exiting, finish_default, init, owns_channel, set_app_waits, spawn_thread, stop_phase,
+    stop_trigger, trigger_stop, wait_for_handlers_at_exit, wait_phase, watchdog_timing,
 };
 #[doc(hidden)]
 pub use output::{quiet_broken_output, term_own_group};

@@ -7,7 +7,9 @@ async function main(): Promise<void> {
     name: 'service1', script: 'index.js', args: [], cwd: './services/first', log: 'logs/service1.log',
     env: { PORT: 3000, DEBUG: true, MODE: 'x' }, restartAt: [100, 500], restartOk: 30 * 60 * 1000, stripANSI: true,
     killTimeout: 500, logMaxSize: 1 << 20, logKeep: 3,
+    watchdogMs: 1000, maxMemory: '500M', dependsOn: ['db'], watch: ['src/**/*.js'],
   }
+  await pm.start({ script: 'b.js', maxMemory: 512 * 1024 * 1024, watch: true })
   const row: ServiceRow = await pm.start(spec)
   const pid: number | null = row.pid
   await pm.start(spec, { wait: 'ready', timeout: 5000 })
@@ -48,6 +50,12 @@ async function main(): Promise<void> {
   await pm.start(spec, { wait: 'soon' })
   // @ts-expect-error killTimeout is a number of ms
   await pm.start({ script: 'a.js', killTimeout: '5s' })
+  // @ts-expect-error watchdogMs is a number of ms
+  await pm.start({ script: 'a.js', watchdogMs: '1s' })
+  // @ts-expect-error dependsOn is a list of names
+  await pm.start({ script: 'a.js', dependsOn: 'db' })
+  // @ts-expect-error watch is true or a list of paths
+  await pm.start({ script: 'a.js', watch: 'src' })
   // @ts-expect-error no such event
   pm.on('exploded', () => {})
   // @ts-expect-error send resolves with a count

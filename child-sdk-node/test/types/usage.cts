@@ -12,6 +12,7 @@ pm.onmessage((data: JsonValue) => {
 const queued: boolean = pm.send([1, 'two', { three: 3 }])
 pm.ready()
 pm.extend(500)
+pm.heartbeat()
 const isSupervised: boolean = pm.supervised()
 void queued
 void isSupervised
@@ -27,6 +28,8 @@ pm.extend('500')
 const r: boolean = pm.ready()
 // @ts-expect-error no such function
 pm.stop()
+// @ts-expect-error heartbeat takes nothing
+pm.heartbeat(1000)
 // @ts-expect-error the stop's Promise resolves with nothing
 const bad: Promise<string> = pm.stopRequested()
 void bad

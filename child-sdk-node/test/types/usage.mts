@@ -1,6 +1,6 @@
 // Type-checked by test/types.test.js (tsc --noEmit): an ES module using the SDK by name, with a
 // default import (the CommonJS module.exports) and named imports.
-import pm, { onstopping, onmessage, ready, send, extend, supervised, stopRequested, handlersDone, type StopHandler } from 'pm-child'
+import pm, { onstopping, onmessage, ready, send, extend, heartbeat, supervised, stopRequested, handlersDone, type StopHandler } from 'pm-child'
 
 const handler: StopHandler = () => new Promise<void>((resolve) => resolve())
 onstopping(handler)
@@ -10,6 +10,7 @@ onmessage((data) => {
 })
 ready()
 extend(100)
+heartbeat()
 const s: boolean = supervised() && pm.supervised()
 void s
 // Top-level await in an ES module: the main flow waits for the stop.

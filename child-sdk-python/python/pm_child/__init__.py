@@ -46,14 +46,24 @@ still runs. Then the stop is handed to the app:
 If the main flow ends while handlers still run, the interpreter's exit waits for them (until
 the stop's deadline). Message handlers get each value the controlling process sends, exactly
 as it was sent; they run on the SDK's reader thread ``pm-child``, with the GIL held. Without a
-supervisor, ``ready``, ``send`` and ``extend`` do nothing, ``supervised()`` is false, and the
-signal triggers still work. In a process forked from the one that connected (``os.fork``,
+supervisor, ``ready``, ``send``, ``extend`` and ``heartbeat`` do nothing, ``supervised()`` is
+false, and the signal triggers still work.
+
+**The watchdog.** With ``PM_WATCHDOG_MS`` (the service's ``watchdogMs``), the SDK connects at
+import and sends a heartbeat every third of it: from a timer on the asyncio loop the main thread
+runs, else from a call the interpreter runs between two bytecodes of the main thread
+(``Py_AddPendingCall``), so they stop while that loop or the main thread is blocked.
+``heartbeat()`` takes them over. On SIGUSR1, ``faulthandler`` writes every thread's stack to
+stderr (the supervisor asks for it before it stops a hung process).
+
+In a process forked from the one that connected (``os.fork``,
 ``multiprocessing``), the functions do nothing and the signal handlers are the defaults.
 """
 
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import json
 import os
 import signal
@@ -71,6 +81,7 @@ __all__ = [
     "ready",
     "send",
     "extend",
+    "heartbeat",
     "supervised",
     "stop_requested",
     "handlers_done",
@@ -104,9 +115,131 @@ _loop_known = False
 _wants_hooks = False  # registered off the main thread: install when the main thread runs
 
 
+# The watchdog (protocol.md, section 9.2). The signal on which faulthandler writes the stack of
+# every thread to stderr, for the supervisor to ask for before it stops a hung process.
+_DIAGNOSTIC_SIGNAL = signal.SIGUSR1
+_diagnostics_on = False
+# The asyncio loop whose timer sends the heartbeats, and the binding's number (a newer binding
+# ends the timers of older ones).
+_beat_loop: Any = None
+_beat_gen = 0
+# The automatic heartbeats' period in seconds, once connected with a watchdog.
+_period: Optional[float] = None
+_first_connect = True
+# Code names of the asyncio frames whose `self` is the loop (or an asyncio.Runner holding it).
+_LOOP_FRAMES = frozenset(("run_forever", "_run_once", "run_until_complete", "run"))
+
+
 def _connect() -> bool:
-    """Connects on first use. Returns whether this process is the one that connected."""
-    return _native.connect(sys.modules[__name__], threading.main_thread().ident or 0)
+    """Connects on first use. Returns whether this process is the one that connected. With a
+    watchdog, registers the diagnostic first (the `hello` announces it), and binds the
+    heartbeats to the asyncio loop running here when no loop carries them yet."""
+    global _period, _first_connect
+    if _first_connect:
+        _first_connect = False
+        connected = _native.connect(sys.modules[__name__], threading.main_thread().ident or 0,
+                                    _register_diagnostics())
+        _period = _native.watchdog_period() if connected else None
+    else:
+        connected = _native.connect(sys.modules[__name__], threading.main_thread().ident or 0)
+    if connected and _period is not None and not _loop_carries_beats():
+        loop = _running_loop()
+        if loop is not None:
+            _bind_loop(loop)
+    return connected
+
+
+def _register_diagnostics() -> Optional[str]:
+    """Before the first connection of a process that has a watchdog (and takes the channel):
+    faulthandler writes every thread's stack to stderr on SIGUSR1. Its handler is C code that
+    needs neither the GIL nor the main thread, so it answers when Python cannot run at all.
+    Returns the signal's name for the `hello`, or None (off with PM_WATCHDOG_DIAGNOSTICS=0)."""
+    global _diagnostics_on
+    if _diagnostics_on:
+        return "SIGUSR1"
+    value = os.environ.get("PM_WATCHDOG_MS")
+    if value is None or _native._watchdog_timing(value) is None:
+        return None
+    if os.environ.get("PM_WATCHDOG_DIAGNOSTICS") == "0" or not _native.owns_channel():
+        return None
+    try:
+        # An app's own Python handler for it, installed before, still runs after the dump.
+        chain = callable(signal.getsignal(_DIAGNOSTIC_SIGNAL))
+        faulthandler.register(_DIAGNOSTIC_SIGNAL, file=sys.stderr, all_threads=True, chain=chain)
+    except (AttributeError, OSError, RuntimeError, ValueError):
+        # No stderr with a file descriptor (pythonw), or no signals here.
+        return None
+    _diagnostics_on = True
+    return "SIGUSR1"
+
+
+def _loop_carries_beats() -> bool:
+    return _beat_loop is not None and _beat_loop.is_running()
+
+
+def _bind_loop(loop: Any) -> None:
+    """The heartbeats come from a timer on `loop` from now on: it fires only when the loop
+    turns, so they stop while a callback or coroutine keeps it busy, or the loop's thread is
+    blocked."""
+    global _beat_loop, _beat_gen
+    period = _period
+    if period is None:
+        return
+    _beat_gen += 1
+    gen = _beat_gen
+
+    def tick() -> None:
+        if gen != _beat_gen or not _native.auto_heartbeat():
+            return
+        loop.call_later(period, tick)
+
+    try:
+        loop.call_soon_threadsafe(tick)
+    except RuntimeError:
+        return  # closed meanwhile: the main thread sends them
+    _beat_loop = loop
+
+
+def _beat_in_main() -> None:
+    """Run in the main thread between two bytecodes, every period (queued by the native side):
+    the main thread runs, so it is not blocked. If it runs an asyncio loop, that loop's timer
+    carries the heartbeats (a coroutine that keeps the loop busy runs bytecodes too); else this
+    sends one, unless a loop running elsewhere carries them."""
+    if _period is None:
+        return  # a forked process
+    loop = _running_loop()
+    if loop is not None:
+        if loop is not _beat_loop or not loop.is_running():
+            _bind_loop(loop)
+        return
+    if _loop_carries_beats():
+        return
+    _native.auto_heartbeat()
+
+
+def _find_loop() -> None:
+    """Called by the native side when the main thread has not run the last heartbeat call for
+    a whole period: it is blocked, or waits in an idle asyncio loop (in `epoll_wait`, where no
+    bytecode runs). In the latter case the loop is in the main thread's stack: its timer then
+    sends the heartbeats (and wakes it every period)."""
+    if _period is None or _loop_carries_beats():
+        return
+    aio = sys.modules.get("asyncio")
+    main = threading.main_thread()
+    if aio is None or main.ident is None:
+        return
+    frame = sys._current_frames().get(main.ident)
+    depth = 0
+    while frame is not None and depth < 200:
+        if frame.f_code.co_name in _LOOP_FRAMES:
+            owner = frame.f_locals.get("self")
+            for loop in (owner, getattr(owner, "_loop", None)):
+                if isinstance(loop, aio.AbstractEventLoop) and loop.is_running() and \
+                        getattr(loop, "_thread_id", main.ident) == main.ident:
+                    _bind_loop(loop)
+                    return
+        frame = frame.f_back
+        depth += 1
 
 
 def _in_main_thread() -> bool:
@@ -155,7 +288,14 @@ def _say(text: str) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # A forked process must not run its parent's stop handlers.
+    # A forked process must not run its parent's stop handlers, nor send its heartbeats, nor
+    # answer its diagnostic.
+    global _diagnostics_on, _period, _beat_gen
+    _period = None
+    _beat_gen += 1
+    if _diagnostics_on:
+        faulthandler.unregister(_DIAGNOSTIC_SIGNAL)
+        _diagnostics_on = False
     for signum in _SIGNALS:
         if _prev and signal.getsignal(signum) is _on_signal:
             default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
@@ -414,6 +554,16 @@ def extend(ms: int) -> None:
         _native.extend(min(ms, 2**64 - 1))
 
 
+def heartbeat() -> None:
+    """Tells the supervisor's watchdog that the service is alive, and turns the SDK's automatic
+    heartbeats off for good: from then on the service is hung when it has not called this for its
+    ``watchdogMs`` (``PM_WATCHDOG_MS``). Cheap: a heartbeat goes out at most once every tenth of
+    ``watchdogMs``, however often it is called, from any thread. Does nothing without a
+    supervisor or without a watchdog."""
+    if _connect():
+        _native.heartbeat()
+
+
 def supervised() -> bool:
     """Whether a supervisor's channel was found."""
     return _connect() and _native.supervised()
@@ -478,3 +628,9 @@ async def _wait_async(phase: int, connected: bool) -> None:
     # A daemon thread blocked without the GIL: it never holds up the interpreter's exit.
     threading.Thread(target=wait, name="pm-child-wait", daemon=True).start()
     await done
+
+
+# A service with a watchdog sends heartbeats from the moment the SDK is imported, so that a main
+# thread that blocks before the first call is seen too.
+if _native._watchdog_timing(os.environ.get("PM_WATCHDOG_MS", "")) is not None:
+    _connect()

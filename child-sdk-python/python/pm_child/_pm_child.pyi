@@ -10,6 +10,11 @@ __all__ = [
     "send",
     "extend",
     "supervised",
+    "owns_channel",
+    "watchdog_period",
+    "auto_heartbeat",
+    "heartbeat",
+    "_watchdog_timing",
     "set_app_waits",
     "phase",
     "app_waits",
@@ -24,9 +29,11 @@ __all__ = [
 
 __version__: str
 
-def connect(hooks: Any, main_ident: int) -> bool:
-    """Connects on first use. ``hooks`` is the ``pm_child`` package (its ``_plan`` and
-    ``_in_main`` are called back). Returns whether this process is the one that connected."""
+def connect(hooks: Any, main_ident: int, diagnostics: Optional[str] = None) -> bool:
+    """Connects on first use. ``hooks`` is the ``pm_child`` package (its ``_plan``,
+    ``_in_main``, ``_beat_in_main`` and ``_find_loop`` are called back). ``diagnostics`` goes in
+    the ``hello`` of a process with a watchdog, whose automatic heartbeats then start. Returns
+    whether this process is the one that connected."""
 
 def on_stopping(handler: Callable[[], object]) -> None:
     """Registers a stop handler; an exception it raises is reported as its failure."""
@@ -46,6 +53,22 @@ def extend(ms: int) -> None:
 
 def supervised() -> bool:
     """Whether a supervisor's channel was found."""
+
+def owns_channel() -> bool:
+    """Whether this process would take the supervisor's channel, without connecting."""
+
+def watchdog_period() -> Optional[float]:
+    """The automatic heartbeats' period in seconds, with a watchdog and a supervisor."""
+
+def auto_heartbeat() -> bool:
+    """An automatic heartbeat, unless the app took them over or the channel is closed;
+    returns whether the automatic heartbeats are still on."""
+
+def heartbeat() -> None:
+    """The app's heartbeat: turns the automatic ones off; at most one per tenth of the limit."""
+
+def _watchdog_timing(value: str) -> Optional[tuple[int, int, int]]:
+    """``(limit_ms, period_ms, min_gap_ms)`` for a ``PM_WATCHDOG_MS`` value, or None."""
 
 def set_app_waits() -> None:
     """The app waits for the stop through the SDK: it ends the process itself."""
