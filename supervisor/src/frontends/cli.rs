@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod monit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,13 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// A live view: every service's state, pid, uptime, restarts, CPU and memory with their
+    /// history, and the selected one's log; keys restart, stop and start it (`?` lists them).
+    #[command(visible_alias = "top")]
+    Monit {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Internal: the process that cleans up if the supervisor is killed.
     #[command(name = "__sentinel", hide = true)]
     Sentinel {
@@ -164,6 +172,7 @@ pub(crate) fn main() -> ExitCode {
             lines,
             target,
         } => exit_code(commands::logs(&target.into(), &name, follow, lines)),
+        Command::Monit { target } => exit_code(monit::monit(&target.into())),
         Command::Sentinel { token } => match crate::process::sentinel::run(&token) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
