@@ -11,6 +11,7 @@ mod launchers;
 mod local_users;
 mod log_faults;
 mod logs;
+mod monit;
 mod orphans;
 mod restart;
 mod rust_services;

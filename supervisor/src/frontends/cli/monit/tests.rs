@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::model::{Action, App, HISTORY, History, Input, Link};
 use super::tail::Tail;
-use super::view::{bytes, columns, draw, percent, spark, uptime};
+use super::view::{bytes, coarse, columns, draw, percent, spark, uptime};
 use crate::control::{Command, Row, Services};
 
 /// A row as `ls` gives it (built from JSON, so that fields added later take their defaults).
@@ -83,6 +83,10 @@ fn figures_are_short() {
     assert_eq!(uptime(65_000), "1m05s");
     assert_eq!(uptime(3 * 3_600_000 + 7 * 60_000), "3h07m");
     assert_eq!(uptime(2 * 86_400_000 + 3 * 3_600_000), "2d03h");
+    assert_eq!(coarse(100), "1s");
+    assert_eq!(coarse(59_500), "60s");
+    assert_eq!(coarse(181_000), "4m");
+    assert_eq!(coarse(900_000), "15m");
     assert_eq!(bytes(812 * 1024), "812K");
     assert_eq!(bytes(13_000_000), "12.4M");
     assert_eq!(bytes(1300 * 1024 * 1024), "1.27G");

@@ -111,6 +111,17 @@ pub(super) fn uptime(ms: u64) -> String {
     }
 }
 
+/// `42s`, `3m`, `5h`, `2d`: rounded up, for a delay to come.
+pub(super) fn coarse(ms: u64) -> String {
+    let s = ms.div_ceil(1000).max(1);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s.div_ceil(60)),
+        3600..=86_399 => format!("{}h", s.div_ceil(3600)),
+        _ => format!("{}d", s.div_ceil(86_400)),
+    }
+}
+
 /// `812K`, `12.3M`, `1.21G` (powers of 1024).
 pub(super) fn bytes(b: u64) -> String {
     const K: f64 = 1024.0;
@@ -137,7 +148,7 @@ pub(super) fn percent(p: Option<f64>) -> String {
 pub(super) fn state_text(r: &Row) -> String {
     match (r.state, r.restart_in_ms) {
         (State::Running, _) if r.ready => "ready".into(),
-        (State::Waiting, Some(ms)) => format!("waiting {}", uptime(ms.max(1000))),
+        (State::Waiting, Some(ms)) => format!("waiting {}", coarse(ms)),
         (s, _) => state_word(s).into(),
     }
 }
@@ -202,10 +213,7 @@ fn draw_title(f: &mut Frame, app: &App, area: Rect) {
         Link::Down(why) => Line::from(vec![
             Span::styled(" pm monit ", Style::new().add_modifier(Modifier::BOLD)),
             Span::styled(
-                format!(
-                    "supervisor unreachable: {} (retrying; last known state below)",
-                    clean(why)
-                ),
+                format!("supervisor unreachable, retrying: {}", clean(why)),
                 fg(app, Color::Red).add_modifier(Modifier::BOLD),
             ),
         ]),
