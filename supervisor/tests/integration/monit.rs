@@ -260,13 +260,21 @@ fn monit_shows_every_service_restarts_one_survives_resizes_and_leaves_the_termin
         "the view is left on the screen:\n{s}"
     );
 
-    // SIGTERM (and SIGHUP, handled alike) restores the terminal too, and exits 143.
+    // SIGTERM restores the terminal too, and exits 143.
     start_monit(&tmux, &config);
     tmux.wait_screen("the view", |s| s.contains("alpha"));
     let pid = monit_pid(&t);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).expect("signal monit");
     tmux.wait_screen("monit's exit status", |s| s.contains("exit-status-143"));
     tmux.assert_clean(99);
+    // SIGHUP: the terminal went away (a closed window, a dropped ssh session).
+    tmux.type_line("clear");
+    start_monit(&tmux, &config);
+    tmux.wait_screen("the view", |s| s.contains("alpha"));
+    let pid = monit_pid(&t);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP).expect("signal monit");
+    tmux.wait_screen("monit's exit status", |s| s.contains("exit-status-129"));
+    tmux.assert_clean(199);
 }
 
 #[test]

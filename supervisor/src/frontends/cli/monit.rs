@@ -78,19 +78,24 @@ fn run(
     rx: &mpsc::Receiver<Input>,
     signal: &AtomicUsize,
 ) -> std::io::Result<Option<usize>> {
+    let mut dirty = true;
     loop {
         match signal.load(Ordering::Relaxed) {
             0 => {}
             sig => return Ok(Some(sig)),
         }
-        follow_log(app);
+        dirty |= follow_log(app);
         feed.selected.set(app.selected);
-        terminal.draw(|f| view::draw(f, app))?;
+        // Drawn when something changed (at least the rows, once a second), not on every tick.
+        if std::mem::take(&mut dirty) {
+            terminal.draw(|f| view::draw(f, app))?;
+        }
         let first = match rx.recv_timeout(TICK) {
             Ok(input) => input,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Ok(None),
         };
+        dirty = true;
         // Everything already waiting is taken before the next draw (bounded: a burst of events
         // is drawn at least every 100 inputs).
         for input in std::iter::once(first).chain(rx.try_iter().take(100)) {
@@ -108,8 +113,9 @@ fn run(
     }
 }
 
-/// Points the log tail at the selected service's file and reads what is new.
-fn follow_log(app: &mut App) {
+/// Points the log tail at the selected service's file and reads what is new; true when the
+/// pane changed.
+fn follow_log(app: &mut App) -> bool {
     let want = app.log_path().map(|p| {
         let label = app.current().and_then(|r| r.name.clone());
         (p.to_path_buf(), label)
@@ -122,9 +128,12 @@ fn follow_log(app: &mut App) {
     if !same {
         app.tail = want.map(|(p, label)| Tail::new(&p, label, TAIL_LINES));
     }
-    if let Some(t) = &mut app.tail {
-        t.poll();
-    }
+    let Some(t) = &mut app.tail else {
+        return !same;
+    };
+    let before = t.generation();
+    t.poll();
+    !same || t.generation() != before
 }
 
 /// Keys and resizes, from a thread of their own (reading blocks).

@@ -39,6 +39,8 @@ pub(super) struct Tail {
     cap: usize,
     /// Why the file cannot be read now.
     error: Option<String>,
+    /// Changes with what the tail shows (new lines, an error): the view redraws then.
+    generation: u64,
 }
 
 impl Tail {
@@ -55,6 +57,7 @@ impl Tail {
             lines: VecDeque::new(),
             cap: cap.max(1),
             error: None,
+            generation: 0,
         }
     }
 
@@ -73,6 +76,18 @@ impl Tail {
 
     pub(super) fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    /// Changes whenever [`lines`](Self::lines) or [`error`](Self::error) do.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn set_error(&mut self, e: Option<String>) {
+        if self.error != e {
+            self.error = e;
+            self.generation += 1;
+        }
     }
 
     /// Reads what was written since the last poll.
@@ -98,7 +113,7 @@ impl Tail {
             });
             match opened {
                 Ok((f, id, len)) => {
-                    self.error = None;
+                    self.set_error(None);
                     self.offset = if self.opened_once {
                         0
                     } else {
@@ -109,7 +124,7 @@ impl Tail {
                     self.file = Some((f, id));
                 }
                 Err(e) => {
-                    self.error = Some(format!("{}: {e}", self.path.display()));
+                    self.set_error(Some(format!("{}: {e}", self.path.display())));
                     return;
                 }
             }
@@ -126,7 +141,7 @@ impl Tail {
         let len = match f.metadata() {
             Ok(m) => m.len(),
             Err(e) => {
-                self.error = Some(format!("{}: {e}", self.path.display()));
+                self.set_error(Some(format!("{}: {e}", self.path.display())));
                 return;
             }
         };
@@ -149,7 +164,7 @@ impl Tail {
             .seek(SeekFrom::Start(self.offset))
             .and_then(|_| f.take(MAX_READ).read_to_end(&mut chunk));
         if let Err(e) = read {
-            self.error = Some(format!("{}: {e}", self.path.display()));
+            self.set_error(Some(format!("{}: {e}", self.path.display())));
             return;
         }
         self.offset += chunk.len() as u64;
@@ -189,6 +204,7 @@ impl Tail {
             self.lines.pop_front();
         }
         self.lines.push_back(clean(line));
+        self.generation += 1;
     }
 }
 

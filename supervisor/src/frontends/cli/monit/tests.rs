@@ -84,7 +84,8 @@ fn figures_are_short() {
     assert_eq!(uptime(3 * 3_600_000 + 7 * 60_000), "3h07m");
     assert_eq!(uptime(2 * 86_400_000 + 3 * 3_600_000), "2d03h");
     assert_eq!(coarse(100), "1s");
-    assert_eq!(coarse(59_500), "60s");
+    assert_eq!(coarse(59_000), "59s");
+    assert_eq!(coarse(59_500), "1m");
     assert_eq!(coarse(181_000), "4m");
     assert_eq!(coarse(900_000), "15m");
     assert_eq!(bytes(812 * 1024), "812K");
@@ -112,7 +113,7 @@ fn columns_fit_the_width_and_histories_come_with_room() {
             + c.len() as u16
             - 1;
         if width >= 80 {
-            assert!(min <= width - 2, "{width} {cpu}: {min}");
+            assert!(min <= width - 3, "{width} {cpu}: {min}");
             assert!(hist >= 4, "{width} {cpu}: histories shown");
         }
     }
@@ -259,12 +260,15 @@ fn the_screen_shows_every_service_and_the_selected_log() {
         assert!(text.contains(want), "{want:?} not on the screen:\n{text}");
     }
     assert!(!text.contains("not api's"), "another label's line:\n{text}");
-    // The selected row (api) is drawn reversed.
+    // The selected row (api) is marked and drawn reversed.
     let y = lines
         .iter()
         .position(|l| l.contains("4242"))
         .expect("api's row");
-    let x = lines[y].find("4242").expect("pid") as u16;
+    assert!(lines[y].starts_with("│▶0 "), "{}", lines[y]);
+    assert!(!text.contains("▶1"), "one mark:\n{text}");
+    let at = lines[y].find("4242").expect("pid");
+    let x = lines[y][..at].chars().count() as u16;
     assert!(buf[(x, y as u16)].modifier.contains(Modifier::REVERSED));
     // Every line fits the width: the layout never writes past the edge.
     assert!(lines.iter().all(|l| l.chars().count() == 120));

@@ -6,7 +6,9 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Row as TableRow, Table, TableState};
+use ratatui::widgets::{
+    Block, Clear, HighlightSpacing, Paragraph, Row as TableRow, Table, TableState,
+};
 
 use super::model::{App, HISTORY, Link, Trend, display_name, state_word};
 use super::tail::clean;
@@ -25,7 +27,8 @@ pub(super) fn columns(width: u16, cpu_history: bool) -> (Vec<Constraint>, u16) {
     // id, state, pid, uptime, restarts, cpu, memory; the name takes what is left.
     const FIXED: [u16; 7] = [3, 11, 7, 7, 8, 6, 8];
     const NAME_MIN: u16 = 8;
-    let inner = width.saturating_sub(2);
+    // The borders, and the selection mark's column.
+    let inner = width.saturating_sub(3);
     let fixed: u16 = FIXED.iter().sum();
     let histories: u16 = if cpu_history { 2 } else { 1 };
     // Eight columns and the histories, a gap between each two.
@@ -276,7 +279,10 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect) {
     let table = Table::new(rows, widths)
         .header(TableRow::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
         .block(Block::bordered().title(" services "))
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        // A mark as well as reverse video: the selection shows on any terminal, and in text.
+        .highlight_symbol("▶")
+        .highlight_spacing(HighlightSpacing::Always);
     let mut state = TableState::default().with_selected(app.selected_index());
     f.render_stateful_widget(table, area, &mut state);
 }
