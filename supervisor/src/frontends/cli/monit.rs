@@ -56,6 +56,7 @@ pub(super) fn monit(target: &Target) -> Result<(), CliError> {
     let feed = Feed::start(target, &tx).map_err(|e| err(format!("cannot start a thread: {e}")))?;
     let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(title(target), colour);
+    app.cwd = std::env::current_dir().ok();
     app.apply(Input::Rows(first), Instant::now());
 
     let mut term = Screen::enter().map_err(|e| err(format!("cannot use the terminal: {e}")))?;

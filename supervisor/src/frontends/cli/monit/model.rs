@@ -107,6 +107,8 @@ pub(super) struct App {
     pub(super) help: bool,
     /// Colours (off with `NO_COLOR`).
     pub(super) colour: bool,
+    /// The working folder: log paths below it are shown relative to it.
+    pub(super) cwd: Option<std::path::PathBuf>,
     /// The selected service's log file, followed.
     pub(super) tail: Option<Tail>,
     /// The selected console service's recent lines, when the supervisor gives them.
@@ -125,6 +127,7 @@ impl App {
             status: None,
             help: false,
             colour,
+            cwd: None,
             tail: None,
             console: None,
             last_sample: None,

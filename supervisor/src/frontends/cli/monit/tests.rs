@@ -273,6 +273,17 @@ fn the_screen_shows_every_service_and_the_selected_log() {
     // Every line fits the width: the layout never writes past the edge.
     assert!(lines.iter().all(|l| l.chars().count() == 120));
 
+    assert!(
+        text.contains(&format!(" api · {} ", log.display())),
+        "{text}"
+    );
+    app.cwd = Some(dir.path().to_path_buf());
+    let (lines, _) = screen(&app, 120, 30);
+    assert!(
+        lines.join("\n").contains(" api · api.log "),
+        "relative to the working folder"
+    );
+
     // Once rows carry CPU figures, the column shows the newest and its history.
     let trend = app.trends.get_mut(&0).expect("api's trend");
     for v in [0.0, 25.0, 50.0] {

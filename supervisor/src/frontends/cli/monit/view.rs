@@ -352,7 +352,7 @@ fn draw_log(f: &mut Frame, app: &App, area: Rect) {
         }
         let skip = lines.len().saturating_sub(height);
         (
-            format!(" {name} · {} ", tail.path().display()),
+            format!(" {name} · {} ", shown_path(app, tail.path()).display()),
             lines.into_iter().skip(skip).collect(),
         )
     } else {
@@ -362,6 +362,14 @@ fn draw_log(f: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(lines).block(Block::bordered().title(clean(&title))),
         area,
     );
+}
+
+/// A path as the title shows it: relative to the working folder when it is below it.
+fn shown_path<'a>(app: &App, path: &'a std::path::Path) -> &'a std::path::Path {
+    app.cwd
+        .as_deref()
+        .and_then(|cwd| path.strip_prefix(cwd).ok())
+        .unwrap_or(path)
 }
 
 fn draw_keys(f: &mut Frame, app: &App, area: Rect) {
