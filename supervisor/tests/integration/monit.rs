@@ -303,3 +303,23 @@ fn monit_shows_a_supervisor_that_went_away_and_keeps_running() {
     tmux.keys(&["q"]);
     tmux.assert_clean(7);
 }
+
+#[test]
+fn monit_without_a_terminal_says_so_and_exits_1() {
+    let t = TestDir::new();
+    let config = t.config(json!([]));
+    // stdin and stdout are not terminals (a pipe, a file): no escape sequences are written.
+    let status = crate::support::status_within(
+        &mut t.command(&["monit", "--config", config.to_str().expect("utf-8 path")]),
+        PATIENCE,
+    )
+    .expect("monit exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        t.cli_stderr().contains("monit draws on a terminal"),
+        "{}",
+        t.cli_stderr()
+    );
+    let out = std::fs::read(t.path().join("cli-stdout.txt")).expect("stdout file");
+    assert!(out.is_empty(), "wrote to a non-terminal: {out:?}");
+}

@@ -14,7 +14,7 @@ mod view;
 use std::io::{IsTerminal, Stdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
@@ -30,6 +30,8 @@ use tail::Tail;
 
 /// How long the loop waits for input before it looks at the log file and the signals again.
 const TICK: Duration = Duration::from_millis(200);
+/// Inputs waiting for the view at most.
+const INPUTS: usize = 1024;
 /// Log lines kept for the pane: more than a screen holds.
 const TAIL_LINES: usize = 500;
 
@@ -52,7 +54,9 @@ pub(super) fn monit(target: &Target) -> Result<(), CliError> {
         signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
             .map_err(|e| err(format!("cannot handle signal {sig}: {e}")))?;
     }
-    let (tx, rx) = mpsc::channel();
+    // Bounded: a flood of events holds the event thread back (the supervisor then drops
+    // events for this connection, its own bound) instead of growing this queue.
+    let (tx, rx) = mpsc::sync_channel(INPUTS);
     let feed = Feed::start(target, &tx).map_err(|e| err(format!("cannot start a thread: {e}")))?;
     let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(title(target), colour);
@@ -138,7 +142,7 @@ fn follow_log(app: &mut App) -> bool {
 }
 
 /// Keys and resizes, from a thread of their own (reading blocks).
-fn read_terminal(tx: Sender<Input>) -> Result<(), CliError> {
+fn read_terminal(tx: SyncSender<Input>) -> Result<(), CliError> {
     std::thread::Builder::new()
         .name("monit-keys".into())
         .spawn(move || {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 use super::super::client::{CliError, Client, Target, rows};
@@ -71,7 +71,7 @@ pub(super) struct Feed {
 
 impl Feed {
     /// Starts the threads; what they learn arrives on `tx`.
-    pub(super) fn start(target: &Target, tx: &Sender<Input>) -> std::io::Result<Feed> {
+    pub(super) fn start(target: &Target, tx: &SyncSender<Input>) -> std::io::Result<Feed> {
         let (refresh, refresh_rx) = std::sync::mpsc::sync_channel(1);
         let (actions, actions_rx) = std::sync::mpsc::sync_channel(1);
         let selected = Selected::default();
@@ -124,7 +124,7 @@ impl Feed {
 }
 
 /// `ls` once a second or when asked; the selected console service's lines with it.
-fn poll_rows(target: &Target, tx: &Sender<Input>, wake: &Receiver<()>, selected: &Selected) {
+fn poll_rows(target: &Target, tx: &SyncSender<Input>, wake: &Receiver<()>, selected: &Selected) {
     let mut client: Option<Client> = None;
     loop {
         let answer = match client.take() {
@@ -161,7 +161,7 @@ fn poll_rows(target: &Target, tx: &Sender<Input>, wake: &Receiver<()>, selected:
 }
 
 /// Subscribes and forwards every event; reconnects a second after the connection is lost.
-fn follow_events(target: &Target, tx: &Sender<Input>) {
+fn follow_events(target: &Target, tx: &SyncSender<Input>) {
     loop {
         let subscribed = Client::open(target).and_then(|mut c| {
             c.request(Command::Subscribe)?;
@@ -186,7 +186,7 @@ fn follow_events(target: &Target, tx: &Sender<Input>) {
 }
 
 /// Carries out the keys' requests, one at a time, and says how each went.
-fn run_actions(target: &Target, tx: &Sender<Input>, requests: &Receiver<(Command, String)>) {
+fn run_actions(target: &Target, tx: &SyncSender<Input>, requests: &Receiver<(Command, String)>) {
     while let Ok((command, what)) = requests.recv() {
         let what = what.trim_end_matches('…').to_owned();
         let text = match Client::open(target).and_then(|mut c| c.request(command)) {
