@@ -24,7 +24,9 @@ sdk-python:
 # CI runs exactly this (.ci/run).
 test: lint test-rust fuzz-check test-node test-python test-dist
 
+# The live view's test drives `monit` in tmux: installed from Debian's packages when missing.
 test-rust:
+	command -v tmux > /dev/null || { apt-get update -qq && apt-get install -y -qq tmux > /dev/null; }
 	$(CARGO) test --workspace --all-targets
 
 # The Python SDK: a virtualenv, `pip install ./child-sdk-python` (maturin via PEP 517), pytest,

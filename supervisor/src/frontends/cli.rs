@@ -6,6 +6,7 @@
 mod client;
 mod commands;
 mod logs;
+mod monit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -195,6 +196,13 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// A live view: every service's state, pid, uptime, restarts, CPU and memory with their
+    /// history, and the selected one's log; keys restart, stop and start it (`?` lists them).
+    #[command(visible_alias = "top")]
+    Monit {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Internal: the process that cleans up if the supervisor is killed.
     #[command(name = "__sentinel", hide = true)]
     Sentinel {
@@ -318,6 +326,7 @@ pub(crate) fn main() -> ExitCode {
             };
             exit_code(logs::logs(&target.into(), &opts))
         }
+        Command::Monit { target } => exit_code(monit::monit(&target.into())),
         Command::Sentinel { token } => match crate::process::sentinel::run(&token) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,

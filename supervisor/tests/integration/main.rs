@@ -13,6 +13,7 @@ mod local_users;
 mod log_faults;
 mod logs;
 mod logs_cli;
+mod monit;
 mod orphans;
 mod restart;
 mod rust_services;
