@@ -27,12 +27,18 @@ function isNodeInternal(value) {
 }
 
 // pm's messages from a child to the supervisor. Application data travels as it is.
-const hello = (sdk, version) => ({ cmd: PM_CMD, type: 'hello', protocol: PROTOCOL_VERSION, sdk, version })
+// `diagnostics` (optional): how to get a diagnostic out of this process when the watchdog finds
+// it hung; the Node SDK writes its own ("self").
+const hello = (sdk, version, diagnostics) => (diagnostics === undefined
+  ? { cmd: PM_CMD, type: 'hello', protocol: PROTOCOL_VERSION, sdk, version }
+  : { cmd: PM_CMD, type: 'hello', protocol: PROTOCOL_VERSION, sdk, version, diagnostics })
 const ready = () => ({ cmd: PM_CMD, type: 'ready' })
 const stopping = () => ({ cmd: PM_CMD, type: 'stopping' })
 // The answer to `stop` when there are no stop handlers: SIGTERM me, as a program without the SDK.
 const term = () => ({ cmd: PM_CMD, type: 'term' })
 const extend = (ms) => ({ cmd: PM_CMD, type: 'extend', ms })
+// "I am alive", for the supervisor's watchdog (PM_WATCHDOG_MS).
+const heartbeat = () => ({ cmd: PM_CMD, type: 'heartbeat' })
 
 // A JSON integer that fits the u64 the other implementations use. (JSON.parse has already turned
 // `200.0` into 200, which serde would reject; the supervisor never writes such numbers.)
@@ -85,4 +91,4 @@ function kindOf(v) {
   return `a ${typeof v}`
 }
 
-module.exports = { PROTOCOL_VERSION, PM_CMD, STOP_REASONS, isNodeInternal, hello, ready, stopping, term, extend, classify }
+module.exports = { PROTOCOL_VERSION, PM_CMD, STOP_REASONS, isNodeInternal, hello, ready, stopping, term, extend, heartbeat, classify }

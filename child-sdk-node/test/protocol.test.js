@@ -124,11 +124,12 @@ test('values a supervisor never sends are rejected, never thrown on', () => {
 test('encode vectors: every line a child writes is byte for byte the expected one', () => {
   const cases = vectors('encode.jsonl').filter((c) => c.direction === 'from_child')
   const builders = {
-    hello: (m) => protocol.hello(m.sdk, m.version),
+    hello: (m) => protocol.hello(m.sdk, m.version, m.diagnostics),
     ready: () => protocol.ready(),
     stopping: () => protocol.stopping(),
     term: () => protocol.term(),
     extend: (m) => protocol.extend(m.ms),
+    heartbeat: () => protocol.heartbeat(),
   }
   const seen = new Set()
   for (const c of cases) {

@@ -158,6 +158,7 @@ impl Child {
             protocol: PROTOCOL_VERSION,
             sdk: options.sdk,
             version: options.version,
+            diagnostics: None,
         });
         child
     }

@@ -35,6 +35,9 @@ pub const ENV_CHANNEL_ID: &str = "PM_CHANNEL_ID";
 pub const ENV_PROTOCOL: &str = "PM_PROTOCOL";
 /// Environment variable carrying the service's name (empty for a nameless service).
 pub const ENV_SERVICE_NAME: &str = "PM_SERVICE_NAME";
+/// Environment variable carrying the service's `watchdogMs`: the child must send `heartbeat` at
+/// least that often (see [`WatchdogTiming`]). Set only for services that have one.
+pub const ENV_WATCHDOG_MS: &str = "PM_WATCHDOG_MS";
 /// Node's own variable for its fork IPC channel; set for Node children only.
 pub const ENV_NODE_CHANNEL_FD: &str = "NODE_CHANNEL_FD";
 /// Node's IPC serialization mode; pm always uses `json`.
@@ -87,6 +90,12 @@ pub enum FromChild {
         /// Version of that SDK.
         #[serde(default)]
         version: String,
+        /// How to get a diagnostic out of this process when the watchdog finds it hung, before
+        /// it is stopped: a signal name ([`DIAGNOSTIC_SIGNALS`]) that the supervisor sends it,
+        /// or [`DIAGNOSTICS_SELF`] (it writes one itself when its heartbeats stop). Either way
+        /// the supervisor then waits [`DIAGNOSTICS_WINDOW_MS`] before the stop.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diagnostics: Option<String>,
     },
     /// The service is ready (the bare string `"ready"`, PM2's `process.send('ready')`, says it
     /// too: see [`FromChild::means_ready`]).
@@ -101,6 +110,10 @@ pub enum FromChild {
         /// Milliseconds from now.
         ms: u64,
     },
+    /// "I am alive", for the supervisor's watchdog (`PM_WATCHDOG_MS`). The first one arms the
+    /// watchdog for this process; from then on a process silent for longer than the service's
+    /// `watchdogMs` is hung.
+    Heartbeat,
     /// Application data for the controlling process: any JSON value, as the child wrote it.
     #[serde(skip)]
     Data(Value),
@@ -115,6 +128,58 @@ impl FromChild {
             FromChild::Data(Value::String(s)) => s == "ready",
             _ => false,
         }
+    }
+}
+
+/// The `diagnostics` of a child that writes its diagnostic itself when its heartbeats stop
+/// (the Node SDK, whose watcher thread sees the event loop stall): nothing is sent to it.
+pub const DIAGNOSTICS_SELF: &str = "self";
+
+/// The signals a child may name in `diagnostics`. Any other value but [`DIAGNOSTICS_SELF`] is
+/// treated as no `diagnostics` at all.
+pub const DIAGNOSTIC_SIGNALS: &[&str] = &["SIGUSR1", "SIGUSR2", "SIGQUIT"];
+
+/// How long the supervisor waits, once it found a child with `diagnostics` hung (and sent it
+/// the signal it named), before it begins the stop: time for the diagnostic to reach the log.
+pub const DIAGNOSTICS_WINDOW_MS: u64 = 500;
+
+/// What a child makes of `PM_WATCHDOG_MS` (protocol.md, section 2; `tests/protocol/watchdog.jsonl`
+/// holds the cases every SDK is tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogTiming {
+    /// The service's `watchdogMs`: the longest silence the supervisor allows.
+    pub limit_ms: u64,
+    /// How often the SDKs send an automatic heartbeat: a third of the limit, so that two in a
+    /// row may be late before the supervisor notices; at least [`Self::MIN_PERIOD_MS`].
+    pub period_ms: u64,
+    /// The shortest time between two heartbeats of the manual call (more frequent calls send
+    /// nothing): a tenth of the limit, so a call costs nothing when made often, and a process
+    /// is found hung no sooner than 0.9 × the limit after its last call.
+    pub min_gap_ms: u64,
+}
+
+impl WatchdogTiming {
+    /// The longest `PM_WATCHDOG_MS` taken (2^31 - 1 ms, about 24.8 days: Node's timers end there).
+    pub const MAX_LIMIT_MS: u64 = 2_147_483_647;
+    /// The shortest automatic heartbeat period.
+    pub const MIN_PERIOD_MS: u64 = 10;
+
+    /// The timing for a `PM_WATCHDOG_MS` value: ASCII digits only (no sign, space or unit),
+    /// 1 to [`Self::MAX_LIMIT_MS`]. Anything else means no watchdog (None): the SDK sends no
+    /// heartbeats.
+    pub fn parse(value: &str) -> Option<WatchdogTiming> {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let limit_ms: u64 = value.parse().ok()?;
+        if limit_ms == 0 || limit_ms > Self::MAX_LIMIT_MS {
+            return None;
+        }
+        Some(WatchdogTiming {
+            limit_ms,
+            period_ms: (limit_ms / 3).max(Self::MIN_PERIOD_MS),
+            min_gap_ms: limit_ms / 10,
+        })
     }
 }
 
@@ -134,7 +199,8 @@ impl Incoming for ToChild {
 }
 
 impl Incoming for FromChild {
-    const TYPES: &'static [&'static str] = &["hello", "ready", "stopping", "term", "extend"];
+    const TYPES: &'static [&'static str] =
+        &["hello", "ready", "stopping", "term", "extend", "heartbeat"];
     fn data(value: Value) -> Self {
         FromChild::Data(value)
     }

@@ -151,3 +151,21 @@ fn encoding_is_byte_exact() {
         assert_eq!(String::from_utf8(line).expect("utf-8"), expected, "{name}");
     }
 }
+
+#[test]
+fn watchdog_timing_from_the_environment() {
+    let cases = vectors("watchdog.jsonl");
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let value = case["value"].as_str().expect("value");
+        let got = protocol::WatchdogTiming::parse(value).map(|t| {
+            serde_json::json!({
+                "limit_ms": t.limit_ms,
+                "period_ms": t.period_ms,
+                "min_gap_ms": t.min_gap_ms,
+            })
+        });
+        assert_eq!(got.unwrap_or(Value::Null), case["expect"], "{name}");
+    }
+}

@@ -34,6 +34,7 @@ impl<E: Effects> Actor<E> {
                 protocol,
                 sdk,
                 version,
+                ..
             }) => {
                 p.channel.hello();
                 if protocol != protocol::PROTOCOL_VERSION {
@@ -43,6 +44,7 @@ impl<E: Effects> Actor<E> {
                 self.fx.sentinel_hello(pid);
             }
             ChannelEvent::Message(FromChild::Ready) => {}
+            ChannelEvent::Message(FromChild::Heartbeat) => {}
             ChannelEvent::Message(FromChild::Stopping) => {
                 if let Some(s) = p.run.stopping() {
                     s.seq.stopping();

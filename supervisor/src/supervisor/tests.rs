@@ -124,6 +124,7 @@ impl Sup {
                 protocol: pm_child::protocol::PROTOCOL_VERSION,
                 sdk: "test".into(),
                 version: "0".into(),
+                diagnostics: None,
             },
         );
     }
