@@ -32,6 +32,11 @@ pub(crate) fn rss(_pid: i32) -> Option<u64> {
     None
 }
 
+/// Not known without `/proc`: `maxMemory` is not enforced here.
+pub(crate) fn group_rss(_groups: &[i32]) -> std::collections::HashMap<i32, u64> {
+    std::collections::HashMap::new()
+}
+
 /// Which process groups still have a member: each question goes to the kernel, which counts
 /// zombies too.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! What only Linux offers: `/proc`, pidfds, the child subreaper, `waitid(P_ALL)`, and a few
 //! flags (see [`super`] for what each guarantee rests on).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ struct Stat {
     pgid: i32,
     /// Start time in clock ticks since boot: with the pid, identifies a process for good.
     start_time: u64,
+    /// Resident set size, in pages.
+    rss_pages: u64,
 }
 
 fn stat(pid: i32) -> Option<Stat> {
@@ -55,10 +57,13 @@ fn parse_stat(text: &[u8]) -> Option<Stat> {
     let state = *fields.next()?.as_bytes().first()?;
     let pgid = fields.nth(1)?.parse().ok()?;
     let start_time = fields.nth(16)?.parse().ok()?;
+    // vsize(23), rss(24).
+    let rss_pages = fields.nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(Stat {
         state,
         pgid,
         start_time,
+        rss_pages,
     })
 }
 
@@ -75,6 +80,26 @@ pub(crate) fn rss(pid: i32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
+}
+
+/// Total resident memory of each of `groups` (process group ids), in bytes: one pass over
+/// `/proc`, one small read per process, however many groups are asked for. A group with no
+/// live member is left out. (RSS counts pages shared between members once per member, as `ps`
+/// and PM2 do.)
+pub(crate) fn group_rss(groups: &[i32]) -> HashMap<i32, u64> {
+    let mut out = HashMap::new();
+    if groups.is_empty() {
+        return out;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let wanted: HashSet<i32> = groups.iter().copied().collect();
+    for st in all_pids().into_iter().filter_map(stat) {
+        if st.state != b'Z' && wanted.contains(&st.pgid) {
+            *out.entry(st.pgid).or_insert(0) += st.rss_pages * page;
+        }
+    }
+    out
 }
 
 fn all_pids() -> Vec<i32> {
@@ -259,9 +284,23 @@ mod tests {
             Stat {
                 state: b'S',
                 pgid: 4242,
-                start_time: 987654
+                start_time: 987654,
+                rss_pages: 10,
             }
         );
+    }
+
+    #[test]
+    fn group_rss_adds_up_the_group() {
+        let me = nix::unistd::getpgrp().as_raw();
+        let sizes = group_rss(&[me]);
+        let own = rss(std::process::id() as i32).expect("own rss");
+        // The test runner's group holds at least this process.
+        assert!(
+            sizes.get(&me).is_some_and(|&total| total >= own / 2),
+            "{sizes:?}"
+        );
+        assert!(group_rss(&[]).is_empty());
     }
 
     #[test]

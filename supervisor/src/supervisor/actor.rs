@@ -4,18 +4,20 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pm_child::protocol::{self, StopReason, ToChild};
 use tokio::sync::{broadcast, oneshot};
 
 use super::effects::{ChildChannel, Effects};
 use super::notes::Note;
+use super::order::HeldStops;
 use super::table::Table;
 use super::timers::Timers;
 use super::waiters::{WaitFor, Waiter, Waiters};
 use super::{ActionError, Event, EventKind, Request, Rows, ServiceId, ServiceInfo, Services};
 use crate::config::ServiceSpec;
-use crate::service::lifecycle::{Lifecycle, State};
+use crate::service::lifecycle::Lifecycle;
 use crate::service::restart_policy::RestartPolicy;
 
 pub(super) struct Actor<E: Effects> {
@@ -30,6 +32,10 @@ pub(super) struct Actor<E: Effects> {
     pub(super) to_sweep: HashSet<u64>,
     /// The state file is behind the process table (written once per turn).
     pub(super) state_dirty: bool,
+    /// When the next memory sample is due, if one is.
+    pub(super) memory_at: Option<Instant>,
+    /// Stops waiting for their dependents to be gone.
+    pub(super) held_stops: HeldStops,
 }
 
 impl<E: Effects> Actor<E> {
@@ -43,6 +49,8 @@ impl<E: Effects> Actor<E> {
             shutdown: None,
             to_sweep: HashSet::new(),
             state_dirty: false,
+            memory_at: None,
+            held_stops: HeldStops::default(),
         }
     }
 
@@ -129,9 +137,13 @@ impl<E: Effects> Actor<E> {
     fn add_service(&mut self, spec: ServiceSpec, await_ready: bool) -> ServiceId {
         let log = self.fx.open_log(&spec);
         let policy = RestartPolicy::new(&spec.restart_at, spec.restart_ok);
+        let watched = !spec.watch.is_empty();
         let id = self
             .table
             .add(spec, log, Lifecycle::new(policy, await_ready));
+        if watched {
+            self.start_watching(id);
+        }
         self.launch(id);
         id
     }
@@ -144,27 +156,9 @@ impl<E: Effects> Actor<E> {
                 return;
             }
         };
-        let mut pending = HashSet::new();
-        for &id in &ids {
-            if let Some(num) = self.stop_service(id, StopReason::Stop) {
-                pending.insert(WaitFor::Reaped(num));
-            }
-        }
+        let nums = self.stop_ordered(&ids, StopReason::Stop);
+        let pending = nums.into_iter().map(WaitFor::Reaped).collect();
         self.wait(pending, ids, reply);
-    }
-
-    /// Stops one service: cancels a pending restart, begins the stop sequence if it has a
-    /// process, and returns that process's number.
-    pub(super) fn stop_service(&mut self, id: ServiceId, reason: StopReason) -> Option<u64> {
-        let svc = self.table.get_mut(id)?;
-        let waiting = svc.life.state() == State::Waiting;
-        if !svc.life.stop_requested(svc.proc.is_some()) {
-            if waiting {
-                self.note(id, &Note::RestartCancelled);
-            }
-            return None;
-        }
-        self.begin_stop(id, reason)
     }
 
     fn restart(&mut self, which: &Services, reply: oneshot::Sender<Rows>) {
@@ -255,9 +249,8 @@ impl<E: Effects> Actor<E> {
         self.shutdown.get_or_insert_with(Vec::new).extend(reply);
         if first {
             self.timers.cancel_restarts();
-            for id in self.table.ids() {
-                self.stop_service(id, StopReason::Shutdown);
-            }
+            let ids = self.table.ids();
+            self.stop_ordered(&ids, StopReason::Shutdown);
         }
     }
 

@@ -49,10 +49,14 @@ impl<E: Effects> Actor<E> {
         let now = self.fx.now();
         let ran = now.saturating_duration_since(p.started);
         let stop = p.run.into_stopping();
-        let requested = stop.is_some();
         let Some(svc) = self.table.get_mut(id) else {
             return;
         };
+        // A stop the supervisor began on its own (hung, memory) ends as a crash, unless someone
+        // asked for a stop or restart meanwhile.
+        let requested = stop.as_ref().is_some_and(|s| {
+            !s.guard || svc.life.state() == crate::service::lifecycle::State::Stopping
+        });
         svc.last_exit = Some(exit);
         let after = svc.life.exited(now, ran, requested);
         let log = |a: &mut Self, note: Note| {
@@ -91,6 +95,7 @@ impl<E: Effects> Actor<E> {
         if self.shutdown.is_none() {
             self.after_exit(id, after);
         }
+        self.release_stops();
     }
 
     /// Kills what is left of exited processes outside their groups (found by their tags). One
@@ -140,6 +145,11 @@ impl<E: Effects> Actor<E> {
                 Timer::Sweep => self.sweep(),
                 Timer::Stop(num) => self.stop_due(num),
                 Timer::Restart(id) => self.restart_due(id),
+                Timer::Watchdog(num) => self.watchdog_due(num),
+                Timer::Memory => self.memory_due(),
+                Timer::Watch(id) => self.watch_due(id),
+                Timer::Release => self.release_held(),
+                Timer::StopDeadline => self.stop_deadline(),
             }
         }
     }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use pm_child::protocol::StopReason;
 
+use super::guards::Guards;
+use super::watchdog::Heartbeat;
 use super::{ActionError, ServiceId, ServiceInfo, Services};
 use crate::config::ServiceSpec;
 use crate::platform::{Exit, Pid};
@@ -37,6 +39,8 @@ pub(super) struct Service<L, C> {
     pub(super) error: Option<String>,
     /// Warnings about messages it did not take: a controller may send any number.
     pub(super) send_warnings: RateLimit,
+    /// What the watchdog, the memory ceiling, start order and watch mode keep about it.
+    pub(super) guards: Guards,
 }
 
 /// A running process of a service.
@@ -51,6 +55,10 @@ pub(super) struct Proc<C> {
     pub(super) start_ticks: u64,
     pub(super) channel: Link<C>,
     pub(super) run: Run,
+    /// Its heartbeats, for the watchdog.
+    pub(super) beat: Heartbeat,
+    /// Memory samples in a row above `maxMemory`.
+    pub(super) over_memory: u8,
 }
 
 /// What the supervisor can say to a process over its channel.
@@ -115,6 +123,9 @@ pub(super) struct Stopping {
     pub(super) ready: bool,
     /// Lines about its `extend` requests: a child may send any number.
     pub(super) extend_lines: RateLimit,
+    /// The supervisor stops it on its own (hung, over its memory ceiling): its exit is a crash,
+    /// restarted on the `restartAt` schedule, unless a stop or restart was requested meanwhile.
+    pub(super) guard: bool,
 }
 
 impl Run {
@@ -178,6 +189,14 @@ impl<L, C> Service<L, C> {
             error: self.error.clone(),
             memory,
             log: self.spec.log.clone(),
+            watchdog_ms: self.spec.watchdog.map(ms),
+            max_memory: self.spec.max_memory,
+            depends_on: self.spec.depends_on.clone(),
+            waiting_for: self.guards.waiting_for.clone(),
+            watch: !self.spec.watch.is_empty(),
+            hangs: self.guards.hangs,
+            memory_restarts: self.guards.memory_restarts,
+            last_guard: self.guards.last.clone(),
         }
     }
 
@@ -230,6 +249,7 @@ impl<L, C> Table<L, C> {
             last_exit: None,
             error: None,
             send_warnings: RateLimit::new(3, Duration::from_secs(10)),
+            guards: Guards::default(),
         };
         self.services.insert(id, svc);
         id
