@@ -6,6 +6,7 @@ mod channel;
 mod config_errors;
 mod control;
 mod faults;
+mod guards;
 mod last_words;
 mod launchers;
 mod local_users;
