@@ -85,21 +85,66 @@ pub(crate) fn rss(pid: i32) -> Option<u64> {
 /// Total resident memory of each of `groups` (process group ids), in bytes: one pass over
 /// `/proc`, one small read per process, however many groups are asked for. A group with no
 /// live member is left out. (RSS counts pages shared between members once per member, as `ps`
-/// and PM2 do.)
+/// and PM2 do.) The supervisor samples through [`GroupSampler`], which does this pass only
+/// every 10 s; this one-shot form is for a single look.
+#[allow(dead_code)]
 pub(crate) fn group_rss(groups: &[i32]) -> HashMap<i32, u64> {
-    let mut out = HashMap::new();
-    if groups.is_empty() {
-        return out;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let wanted: HashSet<i32> = groups.iter().copied().collect();
-    for st in all_pids().into_iter().filter_map(stat) {
-        if st.state != b'Z' && wanted.contains(&st.pgid) {
-            *out.entry(st.pgid).or_insert(0) += st.rss_pages * page;
+    let mut sampler = GroupSampler::default();
+    sampler.sample(groups, std::time::Instant::now())
+}
+
+/// [`group_rss`] once a second at a bounded cost: the members of each group are found by a
+/// pass over all of `/proc` every [`GroupSampler::RESCAN`] (and when a group is new to it);
+/// in between, only the known members' `stat` is read (a member that left the group or exited
+/// drops out). A process that joins a group is counted from the next full pass.
+#[derive(Debug, Default)]
+pub(crate) struct GroupSampler {
+    members: HashMap<i32, Vec<i32>>,
+    scanned: Option<std::time::Instant>,
+}
+
+impl GroupSampler {
+    /// How often every process is looked at.
+    pub(crate) const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Total RSS of each of `groups` at `now`.
+    pub(crate) fn sample(&mut self, groups: &[i32], now: std::time::Instant) -> HashMap<i32, u64> {
+        let mut out = HashMap::new();
+        if groups.is_empty() {
+            self.members.clear();
+            return out;
         }
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let wanted: HashSet<i32> = groups.iter().copied().collect();
+        self.members.retain(|g, _| wanted.contains(g));
+        let due = self
+            .scanned
+            .is_none_or(|t| now.saturating_duration_since(t) >= Self::RESCAN)
+            || groups.iter().any(|g| !self.members.contains_key(g));
+        if due {
+            self.scanned = Some(now);
+            self.members = groups.iter().map(|&g| (g, Vec::new())).collect();
+            for pid in all_pids() {
+                let Some(st) = stat(pid) else { continue };
+                if st.state != b'Z' && wanted.contains(&st.pgid) {
+                    *out.entry(st.pgid).or_insert(0) += st.rss_pages * page;
+                    self.members.entry(st.pgid).or_default().push(pid);
+                }
+            }
+            return out;
+        }
+        for (&g, pids) in &mut self.members {
+            pids.retain(|&pid| match stat(pid) {
+                Some(st) if st.pgid == g && st.state != b'Z' => {
+                    *out.entry(g).or_insert(0) += st.rss_pages * page;
+                    true
+                }
+                _ => false,
+            });
+        }
+        out
     }
-    out
 }
 
 fn all_pids() -> Vec<i32> {
@@ -301,6 +346,14 @@ mod tests {
             "{sizes:?}"
         );
         assert!(group_rss(&[]).is_empty());
+        // Between full passes only known members are read; a new group gets a full pass.
+        let mut sampler = GroupSampler::default();
+        let t0 = std::time::Instant::now();
+        let first = sampler.sample(&[me], t0);
+        assert!(first.get(&me).is_some_and(|&t| t > 0));
+        let again = sampler.sample(&[me], t0 + std::time::Duration::from_secs(1));
+        assert!(again.get(&me).is_some_and(|&t| t > 0));
+        assert!(sampler.sample(&[], t0).is_empty());
     }
 
     #[test]

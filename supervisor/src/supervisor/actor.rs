@@ -36,10 +36,13 @@ pub(super) struct Actor<E: Effects> {
     pub(super) memory_at: Option<Instant>,
     /// Stops waiting for their dependents to be gone.
     pub(super) held_stops: HeldStops,
+    /// When the actor started: the watchdog's grid counts from it.
+    pub(super) epoch: Instant,
 }
 
 impl<E: Effects> Actor<E> {
     pub(super) fn new(fx: E, events: broadcast::Sender<Event>) -> Actor<E> {
+        let epoch = fx.now();
         Actor {
             fx,
             table: Table::default(),
@@ -51,6 +54,7 @@ impl<E: Effects> Actor<E> {
             state_dirty: false,
             memory_at: None,
             held_stops: HeldStops::default(),
+            epoch,
         }
     }
 

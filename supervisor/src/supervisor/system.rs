@@ -51,6 +51,8 @@ pub(super) struct System {
     watcher: Option<FileWatcher>,
     /// What the watcher saw change.
     changes: Arc<Changes>,
+    /// Memory of the process groups with `maxMemory`.
+    sampler: platform::GroupSampler,
 }
 
 impl System {
@@ -73,6 +75,7 @@ impl System {
             outputs: HashMap::new(),
             watcher: None,
             changes: Arc::default(),
+            sampler: platform::GroupSampler::default(),
         })
     }
 
@@ -308,7 +311,8 @@ impl Effects for System {
 
     fn group_rss(&mut self, groups: &[Pid]) -> HashMap<Pid, u64> {
         let raw: Vec<i32> = groups.iter().map(|p| p.as_raw()).collect();
-        platform::group_rss(&raw)
+        self.sampler
+            .sample(&raw, Instant::now())
             .into_iter()
             .map(|(g, rss)| (Pid::from_raw(g), rss))
             .collect()
