@@ -142,12 +142,18 @@ impl<E: Effects> Actor<E> {
             *d = (*d).min(deadline);
             self.timers.at(*d, Timer::StopDeadline);
         }
-        self.release_stops();
+        self.release_stops_now(true);
         nums
     }
 
-    /// Begins the stops whose dependents are gone.
+    /// Begins the stops whose dependents are gone (after an exit).
     pub(super) fn release_stops(&mut self) {
+        self.release_stops_now(false);
+    }
+
+    /// `at_request`: in the request's own turn, a stop that need not wait gets its whole
+    /// `killTimeout` (which the deadline is the longest of); later ones what is left of it.
+    fn release_stops_now(&mut self, at_request: bool) {
         if self.held_stops.held.is_empty() {
             return;
         }
@@ -182,6 +188,7 @@ impl<E: Effects> Actor<E> {
         let left = self
             .held_stops
             .deadline
+            .filter(|_| !at_request)
             .map(|d| d.saturating_duration_since(now));
         for (id, reason) in free {
             self.held_stops.held.remove(&id);

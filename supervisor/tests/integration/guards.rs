@@ -68,9 +68,10 @@ fn a_heartbeating_service_under_cpu_load_is_not_flagged() {
     t.wait_event("busy", "load-done");
     sup.signal(Signal::SIGTERM);
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    // (`not watched` may show: on a loaded machine its first heartbeat can come after 1 s,
+    // and arms the watchdog then.)
     let out = t.stdout();
     assert!(!out.contains("hung"), "{out}");
-    assert!(!out.contains("not watched"), "{out}");
     assert_eq!(events_of(&t, "busy", "start").len(), 1);
 }
 
