@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/pm-supervisor
 
-.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist test-old-glibc fuzz fuzz-check lint fmt clean bench bench-stop bench-logs bench-sdk
+.PHONY: all build demo sdk-python test test-rust test-node test-python dist test-dist test-old-glibc fuzz fuzz-check lint fmt clean bench bench-stop bench-logs bench-sdk bench-guards
 
 all: build
 
@@ -88,11 +88,18 @@ bench-logs:
 	python3 bench/logs.py
 
 # Supervisor against PM2 and supervisord: stop latency, memory, idle CPU, spawn, orphans, logs.
-# Writes docs/benchmarks.md and docs/benchmarks.png.
+# Writes docs/benchmarks.md and docs/benchmarks.png; then bench-guards.
 bench:
 	$(CARGO) build --release -p pm-supervisor
 	cd child-sdk-node && npm ci --no-audit --no-fund
 	python3 bench/compare.py
+	python3 bench/guards.py
+
+# Idle CPU and RSS of the supervisor with 50 heartbeating services, with watchdogMs and maxMemory
+# set and without. Writes docs/benchmarks-guards.md.
+bench-guards:
+	$(CARGO) build --release -p pm-supervisor
+	python3 bench/guards.py
 
 # Fuzz the channel codec, the log line splitter, the config parser, the control request stream
 # and the state file (cargo install cargo-fuzz; RUSTC_BOOTSTRAP lets its nightly flags run on the

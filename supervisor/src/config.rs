@@ -4,6 +4,7 @@
 //! found before anything is started. The spec is the same one the control channel's `start`
 //! request carries, so both are checked by [`RawService::resolve`].
 
+mod depends;
 mod jsonc;
 mod locate;
 mod spec;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 
 pub use locate::Segment;
 pub(crate) use locate::path_to_string;
-pub use spec::{EnvValue, FieldError, RawService, ServiceSpec};
+pub use spec::{EnvValue, FieldError, MemorySize, RawService, ServiceSpec, WatchSetting};
 
 /// `restartAt` when a service does not set it: 100 ms, 500 ms, 1 s, 10 s, 30 s, 1 min, 5 min,
 /// then every 15 min.
@@ -201,6 +202,18 @@ impl Config {
                     });
                 }
             }
+        }
+        if let Err(e) = depends::check(&services) {
+            let (line, column) = locate::locate(text, &e.field)
+                .map(|at| locate::line_column(text, at))
+                .unwrap_or((1, 1));
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: Some(locate::path_to_string(&e.field)),
+                message: e.message,
+            });
         }
         Ok(Config {
             path: path.to_path_buf(),

@@ -31,6 +31,7 @@
 //! | [`start_time`], [`KNOWS_START_TIMES`], [`LiveGroups`] | a process named for good; which groups still run |
 //! | [`signal_tagged`], [`kill_tagged`] | every process whose service tag matches, signalled without hitting a recycled pid |
 //! | [`group_usage`], [`GroupUsage`] | CPU time and resident memory of process groups, in one scan |
+//! | [`rss`], [`group_rss`], [`GroupSampler`] | resident memory of a process; of whole process groups, in one pass (sampled: members found by a full pass every 10 s) |
 //! | [`prepare_supervisor`] | fds 0-2 open, inherited fds close-on-exec, subreaper where there is one |
 //! | [`new_session`] | a child in a session of its own (whole group signalled), with its channel on fd 3 |
 //! | [`enlarge_pipe`], [`set_nonblocking`] | output pipes with room for bursts; non-blocking reads |
@@ -53,9 +54,11 @@ use fallback as os;
 
 pub(crate) use nix::sys::signal::Signal;
 pub(crate) use nix::unistd::Pid;
+#[allow(unused_imports)]
+pub(crate) use os::group_rss;
 pub(crate) use os::{
-    GroupUsage, KNOWS_START_TIMES, LiveGroups, enlarge_pipe, group_usage, kill_tagged, next_exited,
-    own_exe, path_through, peer_uid, signal_tagged, start_time,
+    GroupSampler, GroupUsage, KNOWS_START_TIMES, LiveGroups, enlarge_pipe, group_usage,
+    kill_tagged, next_exited, own_exe, path_through, peer_uid, signal_tagged, start_time,
 };
 pub(crate) use unix::{
     Exit, is_socket, new_session, prepare_sentinel, prepare_supervisor, reap, recv_with_fds,

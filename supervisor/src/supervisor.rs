@@ -9,7 +9,10 @@
 //! Inside: `actor` holds the state and answers requests; `launching`, `stopping`, `exits` and
 //! `messages` handle what happens to a process; `table` is the process table, each process's
 //! channel and run state an enum of its own; `timers` and `waiters` are the deadlines and the
-//! replies that wait; `notes` is what the supervisor writes about a service. The actor acts on
+//! replies that wait; `notes` is what the supervisor writes about a service. What the
+//! supervisor decides on its own about a running service has a module each, with small hooks in
+//! the others: `watchdog` (`watchdogMs`), `memory` (`maxMemory`), `order` (`dependsOn`) and
+//! `watching` (`watch`), their per-service state in `guards`. The actor acts on
 //! the world only through `effects::Effects`: `system` implements it (and runs the event loop),
 //! and the tests drive the actor with a stand-in, without processes.
 
@@ -18,15 +21,20 @@ mod api;
 mod describe;
 mod effects;
 mod exits;
+mod guards;
 mod launching;
+mod memory;
 mod messages;
 mod notes;
+mod order;
 mod reload;
 mod stopping;
 mod system;
 mod table;
 mod timers;
 mod waiters;
+mod watchdog;
+mod watching;
 
 #[cfg(test)]
 mod tests;
@@ -35,8 +43,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use api::{
-    ActionError, Description, EXITS_KEPT, Event, EventKind, ExitRecord, LogLine, Reloaded, Rows,
-    ServiceId, ServiceInfo, Services, State,
+    ActionError, Description, EXITS_KEPT, Event, EventKind, ExitRecord, GuardRestart, LogLine,
+    Reloaded, Rows, ServiceId, ServiceInfo, Services, State,
 };
 pub(crate) use api::{ServicesFields, message_event_envelope};
 

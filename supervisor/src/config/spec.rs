@@ -78,6 +78,113 @@ pub struct RawService {
     /// Rotated log files kept (`app.log.1` is the newest).
     #[serde(rename = "logKeep", default, skip_serializing_if = "Option::is_none")]
     pub log_keep: Option<u32>,
+    /// The longest silence (ms) between two heartbeats before the process is hung.
+    #[serde(
+        rename = "watchdogMs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub watchdog_ms: Option<u64>,
+    /// Restart when the process group's RSS stays above this: bytes, or `"500M"`, `"1.5G"`.
+    #[serde(rename = "maxMemory", default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<MemorySize>,
+    /// Names of the services that must be up before this one starts.
+    #[serde(
+        rename = "dependsOn",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub depends_on: Vec<String>,
+    /// Restart when files change: `true` (the script's folder) or paths and globs, relative to
+    /// `cwd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSetting>,
+}
+
+/// `maxMemory` as written: a number of bytes, or a string with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    untagged,
+    expecting = "a number of bytes or a string like \"500M\" or \"1.5G\""
+)]
+pub enum MemorySize {
+    /// `524288000`
+    Bytes(u64),
+    /// `"500M"`
+    Text(String),
+}
+
+/// `watch` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged, expecting = "true, false or a list of paths and globs")]
+pub enum WatchSetting {
+    /// `true`: the script's folder; `false`: off.
+    On(bool),
+    /// Paths and globs, relative to `cwd`.
+    Paths(Vec<String>),
+}
+
+/// Smallest `maxMemory`: below this a unit was most likely forgotten (`500` for 500 MB).
+pub const MIN_MAX_MEMORY: u64 = 1024 * 1024;
+/// Shortest and longest `watchdogMs` (the longest is Node's timer limit, as in the SDKs).
+pub const MIN_WATCHDOG_MS: u64 = 100;
+/// See [`MIN_WATCHDOG_MS`].
+pub const MAX_WATCHDOG_MS: u64 = pm_child::protocol::WatchdogTiming::MAX_LIMIT_MS;
+
+impl MemorySize {
+    /// Bytes. Units are binary and case-insensitive, with an optional `B`: `K`, `M`, `G`, `T`
+    /// (`"500M"` is 500 × 2^20 bytes); a fraction is allowed with a unit (`"1.5G"`).
+    pub fn bytes(&self) -> Result<u64, String> {
+        let n = match self {
+            MemorySize::Bytes(b) => *b,
+            MemorySize::Text(t) => parse_memory(t)?,
+        };
+        if n < MIN_MAX_MEMORY {
+            return Err(format!(
+                "{n} bytes is below the smallest ceiling, 1M (write a unit: \"500M\")"
+            ));
+        }
+        Ok(n)
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a size: write bytes (524288000) or a number with a unit K, M, G or T (\"500M\", \"1.5G\")"
+        )
+    };
+    let t = text.trim();
+    let t = t
+        .strip_suffix(['b', 'B'])
+        .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(t);
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, ' '),
+    };
+    let mult: u64 = match unit {
+        ' ' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        'T' => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let num = num.trim();
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    if unit == ' ' {
+        return num.parse::<u64>().map_err(|_| bad());
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = v * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
 }
 
 /// `null` for a field that otherwise has a default: not set.
@@ -178,6 +285,33 @@ pub struct ServiceSpec {
     pub log_max_size: u64,
     /// Rotated log files kept.
     pub log_keep: u32,
+    /// `watchdogMs`: the longest silence between heartbeats.
+    pub watchdog: Option<Duration>,
+    /// `maxMemory` in bytes.
+    pub max_memory: Option<u64>,
+    /// `dependsOn`: names of services that must be up first.
+    pub depends_on: Vec<String>,
+    /// What `watch` watches: absolute paths, which may hold glob characters. Empty: no watch.
+    pub watch: Vec<PathBuf>,
+    /// `watch: false`: not watched even with `run --watch`.
+    pub watch_off: bool,
+}
+
+impl ServiceSpec {
+    /// Turns watch mode on with the default paths (`run --watch`), unless `watch` is set
+    /// (a list, or `false`).
+    pub fn watch_by_default(&mut self) {
+        if self.watch.is_empty() && !self.watch_off {
+            self.watch = vec![default_watch(&self.cwd, &self.script)];
+        }
+    }
+}
+
+/// `watch: true`: the folder of the script.
+fn default_watch(cwd: &Path, script: &str) -> PathBuf {
+    let file = normalize(&cwd.join(script));
+    file.parent()
+        .map_or_else(|| cwd.to_path_buf(), Path::to_path_buf)
 }
 
 /// What is wrong with one field of a service spec: the field's path below the service
@@ -316,11 +450,55 @@ impl RawService {
         if let Some(log) = &log {
             check_log_path(log).map_err(|m| FieldError::new("log", m))?;
         }
+        if let Some(w) = self.watchdog_ms
+            && !(MIN_WATCHDOG_MS..=MAX_WATCHDOG_MS).contains(&w)
+        {
+            return Err(FieldError::new(
+                "watchdogMs",
+                format!("must be {MIN_WATCHDOG_MS} to {MAX_WATCHDOG_MS} ms"),
+            ));
+        }
+        let max_memory = match &self.max_memory {
+            Some(m) => Some(m.bytes().map_err(|e| FieldError::new("maxMemory", e))?),
+            None => None,
+        };
+        for (i, dep) in self.depends_on.iter().enumerate() {
+            let at = |message: String| FieldError {
+                field: vec![Segment::Key("dependsOn".into()), Segment::Index(i)],
+                message,
+            };
+            check_name(dep).map_err(at)?;
+            if self.name.as_deref() == Some(dep.as_str()) {
+                return Err(at(format!("{dep:?} cannot depend on itself")));
+            }
+        }
+        let cwd = normalize(&cwd);
+        let watch = match &self.watch {
+            None | Some(WatchSetting::On(false)) => Vec::new(),
+            Some(WatchSetting::On(true)) => vec![default_watch(&cwd, &self.script)],
+            Some(WatchSetting::Paths(paths)) => {
+                let mut out = Vec::with_capacity(paths.len());
+                for (i, p) in paths.iter().enumerate() {
+                    let at = |message: &str| FieldError {
+                        field: vec![Segment::Key("watch".into()), Segment::Index(i)],
+                        message: message.into(),
+                    };
+                    if p.trim().is_empty() || p.contains('\0') {
+                        return Err(at("must be a non-empty path or glob"));
+                    }
+                    if let Err(e) = globset::Glob::new(p) {
+                        return Err(at(&format!("not a valid glob: {}", e.kind())));
+                    }
+                    out.push(normalize(&cwd.join(p)));
+                }
+                out
+            }
+        };
         Ok(ServiceSpec {
             name: self.name.clone(),
             script: self.script.clone(),
             args: self.args.clone(),
-            cwd: normalize(&cwd),
+            cwd,
             log,
             env,
             restart_at: self
@@ -339,6 +517,11 @@ impl RawService {
             ),
             log_max_size: self.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE),
             log_keep: self.log_keep.unwrap_or(DEFAULT_LOG_KEEP),
+            watchdog: self.watchdog_ms.map(Duration::from_millis),
+            max_memory,
+            depends_on: self.depends_on.clone(),
+            watch,
+            watch_off: self.watch == Some(WatchSetting::On(false)),
         })
     }
 }

@@ -149,3 +149,92 @@ proptest! {
         let _ = Config::parse(Path::new("/tmp/services.json"), &text);
     }
 }
+
+#[test]
+fn max_memory_takes_bytes_and_units() {
+    let bytes = |v: &str| {
+        parse(&format!(
+            r#"{{"services":[{{"script":"a.js","maxMemory":{v}}}]}}"#
+        ))
+        .map(|c| c.services[0].max_memory)
+    };
+    assert_eq!(bytes("524288000"), Ok(Some(524_288_000)));
+    assert_eq!(bytes(r#""500M""#), Ok(Some(500 << 20)));
+    assert_eq!(bytes(r#""500mb""#), Ok(Some(500 << 20)));
+    assert_eq!(bytes(r#""1.5G""#), Ok(Some(3 << 29)));
+    assert_eq!(bytes(r#""2048K""#), Ok(Some(2 << 20)));
+    for bad in [
+        r#""500X""#,
+        r#""-1M""#,
+        r#""M""#,
+        r#""1e3M""#,
+        "500",
+        r#""""#,
+        "-5",
+        "true",
+    ] {
+        let err = bytes(bad).expect_err(bad);
+        assert!(err.contains("services[0].maxMemory"), "{bad}: {err}");
+        assert!(err.starts_with("DIR/services.json:1:"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn watchdog_ms_is_bounded() {
+    let ok = parse(r#"{"services":[{"script":"a.js","watchdogMs":1000}]}"#).expect("valid");
+    assert_eq!(ok.services[0].watchdog, Some(Duration::from_secs(1)));
+    for bad in ["50", "0", "2147483648"] {
+        let err = parse(&format!(
+            r#"{{"services":[{{"script":"a.js","watchdogMs":{bad}}}]}}"#
+        ))
+        .expect_err(bad);
+        assert!(
+            err.contains("watchdogMs: must be 100 to 2147483647 ms"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_dependency_cycle_is_refused_where_it_closes() {
+    let text = "{\"services\": [\n  {\"name\": \"db\", \"script\": \"a.js\", \"dependsOn\": [\"web\"]},\n  {\"name\": \"api\", \"script\": \"a.js\", \"dependsOn\": [\"db\"]},\n  {\"name\": \"web\", \"script\": \"a.js\",\n   \"dependsOn\": [\"api\"]}\n]}";
+    let err = parse(text).expect_err("cycle");
+    assert_eq!(
+        err,
+        "DIR/services.json:3:51: services[1].dependsOn[0]: dependency cycle: db -> web -> api -> db"
+    );
+    let chain = text.replace("[\"web\"]", "[]");
+    let cfg = parse(&chain).expect("a chain is fine");
+    assert_eq!(cfg.services[2].depends_on, ["api"]);
+}
+
+#[test]
+fn a_dependency_on_nobody_or_on_itself_is_refused() {
+    let err = parse(
+        "{\"services\": [\n {\"name\": \"api\", \"script\": \"a.js\", \"dependsOn\": [\"db\"]}\n]}",
+    )
+    .expect_err("missing");
+    assert_eq!(
+        err,
+        "DIR/services.json:2:50: services[0].dependsOn[0]: no service is named \"db\""
+    );
+    let err = parse(r#"{"services":[{"name":"a","script":"a.js","dependsOn":["a"]}]}"#)
+        .expect_err("itself");
+    assert!(err.contains("cannot depend on itself"), "{err}");
+}
+
+#[test]
+fn watch_true_is_the_script_folder_and_globs_are_checked() {
+    let cfg = parse(
+        r#"{"services":[{"script":"svc/a.js","watch":true},{"script":"a.js","cwd":"svc","watch":["src/**/*.js","conf"]},{"script":"b.js","watch":false}]}"#,
+    )
+    .expect("valid");
+    assert!(cfg.services[0].watch[0].ends_with("svc"));
+    assert!(cfg.services[1].watch[0].ends_with("svc/src/**/*.js"));
+    assert!(cfg.services[2].watch.is_empty() && cfg.services[2].watch_off);
+    let err = parse(r#"{"services":[{"script":"a.js","watch":["src/[a"]}]}"#).expect_err("glob");
+    assert!(
+        err.contains("services[0].watch[0]: not a valid glob"),
+        "{err}"
+    );
+}

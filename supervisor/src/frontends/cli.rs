@@ -32,6 +32,10 @@ enum Command {
     Run {
         /// The config file: {"services": [ ... ]}.
         config: PathBuf,
+        /// Restart every service when its files change (as `"watch": true`, for services
+        /// that do not set `watch`).
+        #[arg(long)]
+        watch: bool,
     },
     /// Run for a controlling process (an Electron main process): requests arrive on an
     /// inherited control channel, and when it closes every service is stopped.
@@ -235,7 +239,7 @@ impl From<TargetArgs> for Target {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => super::run::run_config(&config),
+        Command::Run { config, watch } => super::run::run_config(&config, watch),
         Command::Serve {
             control_fd,
             name,

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::connection::{self, OnEof};
 use super::diagnostics::{flush_diagnostics, init_tracing};
-use crate::config::Config;
+use crate::config::{Config, ServiceSpec};
 use crate::control::{EXIT_ALREADY_RUNNING, ErrorCode, Fatal, Message};
 use crate::platform;
 use crate::rate_limit::RateLimit;
@@ -33,11 +33,18 @@ struct Setup {
     control_fd: Option<RawFd>,
 }
 
-/// `pm-supervisor run <config>`.
-pub(crate) fn run_config(config_path: &Path) -> ExitCode {
+/// `pm-supervisor run <config> [--watch]`.
+pub(crate) fn run_config(config_path: &Path, watch: bool) -> ExitCode {
     init_tracing();
     let config = match Config::load(config_path) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if watch {
+                c.services
+                    .iter_mut()
+                    .for_each(ServiceSpec::watch_by_default);
+            }
+            c
+        }
         Err(e) => {
             eprintln!("pm-supervisor: {e}");
             return ExitCode::from(EXIT_CONFIG);

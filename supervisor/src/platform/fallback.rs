@@ -44,6 +44,27 @@ pub(crate) fn group_usage(_pgids: &[i32]) -> std::collections::HashMap<i32, Grou
     std::collections::HashMap::new()
 }
 
+/// Not known without `/proc`: `maxMemory` is not enforced here.
+#[allow(dead_code)]
+pub(crate) fn group_rss(_groups: &[i32]) -> std::collections::HashMap<i32, u64> {
+    std::collections::HashMap::new()
+}
+
+/// [`group_rss`], sampled: nothing without `/proc`.
+#[derive(Debug, Default)]
+pub(crate) struct GroupSampler;
+
+impl GroupSampler {
+    /// Nothing is known here.
+    pub(crate) fn sample(
+        &mut self,
+        _groups: &[i32],
+        _now: std::time::Instant,
+    ) -> std::collections::HashMap<i32, u64> {
+        std::collections::HashMap::new()
+    }
+}
+
 /// Which process groups still have a member: each question goes to the kernel, which counts
 /// zombies too.
 #[derive(Debug)]

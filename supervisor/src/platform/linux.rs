@@ -1,7 +1,7 @@
 //! What only Linux offers: `/proc`, pidfds, the child subreaper, `waitid(P_ALL)`, and a few
 //! flags (see [`super`] for what each guarantee rests on).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ struct Stat {
     pgid: i32,
     /// Start time in clock ticks since boot: with the pid, identifies a process for good.
     start_time: u64,
+    /// Resident set size, in pages.
+    rss_pages: u64,
 }
 
 fn stat(pid: i32) -> Option<Stat> {
@@ -55,10 +57,13 @@ fn parse_stat(text: &[u8]) -> Option<Stat> {
     let state = *fields.next()?.as_bytes().first()?;
     let pgid = fields.nth(1)?.parse().ok()?;
     let start_time = fields.nth(16)?.parse().ok()?;
+    // vsize(23), rss(24).
+    let rss_pages = fields.nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(Stat {
         state,
         pgid,
         start_time,
+        rss_pages,
     })
 }
 
@@ -131,6 +136,71 @@ fn usage_of(text: &str) -> Option<(i32, u64, u64)> {
     let stime: u64 = f.get(12)?.parse().ok()?;
     let rss: u64 = f.get(21)?.parse().ok()?;
     Some((pgid, utime + stime, rss))
+}
+
+/// Total resident memory of each of `groups` (process group ids), in bytes: one pass over
+/// `/proc`, one small read per process, however many groups are asked for. A group with no
+/// live member is left out. (RSS counts pages shared between members once per member, as `ps`
+/// and PM2 do.) The supervisor samples through [`GroupSampler`], which does this pass only
+/// every 10 s; this one-shot form is for a single look.
+#[allow(dead_code)]
+pub(crate) fn group_rss(groups: &[i32]) -> HashMap<i32, u64> {
+    let mut sampler = GroupSampler::default();
+    sampler.sample(groups, std::time::Instant::now())
+}
+
+/// [`group_rss`] once a second at a bounded cost: the members of each group are found by a
+/// pass over all of `/proc` every [`GroupSampler::RESCAN`] (and when a group is new to it);
+/// in between, only the known members' `stat` is read (a member that left the group or exited
+/// drops out). A process that joins a group is counted from the next full pass.
+#[derive(Debug, Default)]
+pub(crate) struct GroupSampler {
+    members: HashMap<i32, Vec<i32>>,
+    scanned: Option<std::time::Instant>,
+}
+
+impl GroupSampler {
+    /// How often every process is looked at.
+    pub(crate) const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Total RSS of each of `groups` at `now`.
+    pub(crate) fn sample(&mut self, groups: &[i32], now: std::time::Instant) -> HashMap<i32, u64> {
+        let mut out = HashMap::new();
+        if groups.is_empty() {
+            self.members.clear();
+            return out;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let wanted: HashSet<i32> = groups.iter().copied().collect();
+        self.members.retain(|g, _| wanted.contains(g));
+        let due = self
+            .scanned
+            .is_none_or(|t| now.saturating_duration_since(t) >= Self::RESCAN)
+            || groups.iter().any(|g| !self.members.contains_key(g));
+        if due {
+            self.scanned = Some(now);
+            self.members = groups.iter().map(|&g| (g, Vec::new())).collect();
+            for pid in all_pids() {
+                let Some(st) = stat(pid) else { continue };
+                if st.state != b'Z' && wanted.contains(&st.pgid) {
+                    *out.entry(st.pgid).or_insert(0) += st.rss_pages * page;
+                    self.members.entry(st.pgid).or_default().push(pid);
+                }
+            }
+            return out;
+        }
+        for (&g, pids) in &mut self.members {
+            pids.retain(|&pid| match stat(pid) {
+                Some(st) if st.pgid == g && st.state != b'Z' => {
+                    *out.entry(g).or_insert(0) += st.rss_pages * page;
+                    true
+                }
+                _ => false,
+            });
+        }
+        out
+    }
 }
 
 fn all_pids() -> Vec<i32> {
@@ -329,9 +399,33 @@ mod tests {
             Stat {
                 state: b'S',
                 pgid: 4242,
-                start_time: 987654
+                start_time: 987654,
+                rss_pages: 10,
             }
         );
+    }
+
+    #[test]
+    fn group_rss_adds_up_the_group() {
+        let me = nix::unistd::getpgrp().as_raw();
+        let sizes = group_rss(&[me]);
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let own = stat(std::process::id() as i32).expect("own stat").rss_pages * page;
+        // The test runner's group holds at least this process.
+        assert!(
+            sizes.get(&me).is_some_and(|&total| total >= own / 2),
+            "{sizes:?}"
+        );
+        assert!(group_rss(&[]).is_empty());
+        // Between full passes only known members are read; a new group gets a full pass.
+        let mut sampler = GroupSampler::default();
+        let t0 = std::time::Instant::now();
+        let first = sampler.sample(&[me], t0);
+        assert!(first.get(&me).is_some_and(|&t| t > 0));
+        let again = sampler.sample(&[me], t0 + std::time::Duration::from_secs(1));
+        assert!(again.get(&me).is_some_and(|&t| t > 0));
+        assert!(sampler.sample(&[], t0).is_empty());
     }
 
     #[test]

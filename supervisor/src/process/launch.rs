@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use pm_child::protocol::{
     ENV_CHANNEL_FD, ENV_CHANNEL_ID, ENV_NODE_CHANNEL_FD, ENV_NODE_CHANNEL_SERIALIZATION_MODE,
-    ENV_PROTOCOL, ENV_SERVICE_NAME, PROTOCOL_VERSION,
+    ENV_PROTOCOL, ENV_SERVICE_NAME, ENV_WATCHDOG_MS, PROTOCOL_VERSION,
 };
 
 use crate::config::ServiceSpec;
@@ -26,8 +26,9 @@ pub(crate) const ENV_SERVICE_TAG: &str = "PM_SERVICE_TAG";
 
 /// Variables the supervisor sets itself; inherited copies are removed first, so that a
 /// supervisor started by a Node parent does not hand its own `NODE_CHANNEL_FD` to a child.
-const OWN_VARS: [&str; 7] = [
+const OWN_VARS: [&str; 8] = [
     ENV_CHANNEL_FD,
+    ENV_WATCHDOG_MS,
     ENV_CHANNEL_ID,
     ENV_PROTOCOL,
     ENV_SERVICE_NAME,
@@ -244,6 +245,9 @@ pub(crate) fn spawn(plan: &Plan, spec: &ServiceSpec, tag: &str) -> Result<Spawne
         .env(ENV_PROTOCOL, PROTOCOL_VERSION.to_string())
         .env(ENV_SERVICE_NAME, spec.name.as_deref().unwrap_or(""))
         .env(ENV_SERVICE_TAG, tag);
+    if let Some(w) = spec.watchdog {
+        cmd.env(ENV_WATCHDOG_MS, w.as_millis().to_string());
+    }
     if plan.node {
         cmd.env(ENV_NODE_CHANNEL_FD, CHILD_CHANNEL_FD.to_string())
             .env(ENV_NODE_CHANNEL_SERIALIZATION_MODE, "json");

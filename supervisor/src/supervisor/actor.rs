@@ -4,12 +4,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pm_child::protocol::{self, StopReason, ToChild};
 use tokio::sync::{broadcast, oneshot};
 
 use super::effects::{ChildChannel, Effects};
 use super::notes::Note;
+use super::order::HeldStops;
 use super::table::Table;
 use super::timers::Timers;
 use super::waiters::{Then, WaitFor, Waiter, Waiters};
@@ -18,7 +20,7 @@ use super::{
     Services,
 };
 use crate::config::ServiceSpec;
-use crate::service::lifecycle::{Lifecycle, State};
+use crate::service::lifecycle::Lifecycle;
 use crate::service::restart_policy::RestartPolicy;
 
 /// Most bytes of text in the answer to a `logs` request.
@@ -36,10 +38,17 @@ pub(super) struct Actor<E: Effects> {
     pub(super) to_sweep: HashSet<u64>,
     /// The state file is behind the process table (written once per turn).
     pub(super) state_dirty: bool,
+    /// When the next memory sample is due, if one is.
+    pub(super) memory_at: Option<Instant>,
+    /// Stops waiting for their dependents to be gone.
+    pub(super) held_stops: HeldStops,
+    /// When the actor started: the watchdog's grid counts from it.
+    pub(super) epoch: Instant,
 }
 
 impl<E: Effects> Actor<E> {
     pub(super) fn new(fx: E, events: broadcast::Sender<Event>) -> Actor<E> {
+        let epoch = fx.now();
         Actor {
             fx,
             table: Table::default(),
@@ -49,6 +58,9 @@ impl<E: Effects> Actor<E> {
             shutdown: None,
             to_sweep: HashSet::new(),
             state_dirty: false,
+            memory_at: None,
+            held_stops: HeldStops::default(),
+            epoch,
         }
     }
 
@@ -179,9 +191,13 @@ impl<E: Effects> Actor<E> {
         let log = self.fx.open_log(&spec);
         let policy = RestartPolicy::new(&spec.restart_at, spec.restart_ok);
         let now = self.fx.now();
+        let watched = !spec.watch.is_empty();
         let id = self
             .table
             .add(spec, log, Lifecycle::new(policy, await_ready), now);
+        if watched {
+            self.start_watching(id);
+        }
         self.launch(id);
         id
     }
@@ -194,12 +210,8 @@ impl<E: Effects> Actor<E> {
                 return;
             }
         };
-        let mut pending = HashSet::new();
-        for &id in &ids {
-            if let Some(num) = self.stop_service(id, StopReason::Stop) {
-                pending.insert(WaitFor::Reaped(num));
-            }
-        }
+        let nums = self.stop_ordered(&ids, StopReason::Stop);
+        let pending = nums.into_iter().map(WaitFor::Reaped).collect();
         self.wait(pending, ids, Vec::new(), Then::Rows(reply));
     }
 
@@ -219,30 +231,14 @@ impl<E: Effects> Actor<E> {
 
     /// Marks services to be forgotten and stops them; returns the exits to wait for.
     pub(super) fn remove_services(&mut self, ids: &[ServiceId]) -> HashSet<WaitFor> {
-        let mut pending = HashSet::new();
         for &id in ids {
             if let Some(svc) = self.table.get_mut(id) {
                 svc.deleting = true;
             }
-            if let Some(num) = self.stop_service(id, StopReason::Stop) {
-                pending.insert(WaitFor::Reaped(num));
-            }
         }
-        pending
-    }
-
-    /// Stops one service: cancels a pending restart, begins the stop sequence if it has a
-    /// process, and returns that process's number.
-    pub(super) fn stop_service(&mut self, id: ServiceId, reason: StopReason) -> Option<u64> {
-        let svc = self.table.get_mut(id)?;
-        let waiting = svc.life.state() == State::Waiting;
-        if !svc.life.stop_requested(svc.proc.is_some()) {
-            if waiting {
-                self.note(id, &Note::RestartCancelled);
-            }
-            return None;
-        }
-        self.begin_stop(id, reason)
+        // Dependents first, as any stop of several services.
+        let nums = self.stop_ordered(ids, StopReason::Stop);
+        nums.into_iter().map(WaitFor::Reaped).collect()
     }
 
     fn restart(&mut self, which: &Services, reply: oneshot::Sender<Rows>) {
@@ -333,9 +329,8 @@ impl<E: Effects> Actor<E> {
         self.shutdown.get_or_insert_with(Vec::new).extend(reply);
         if first {
             self.timers.cancel_restarts();
-            for id in self.table.ids() {
-                self.stop_service(id, StopReason::Shutdown);
-            }
+            let ids = self.table.ids();
+            self.stop_ordered(&ids, StopReason::Shutdown);
         }
     }
 

@@ -105,6 +105,46 @@ pub struct ServiceInfo {
     pub cpu: Option<f64>,
     /// Its log file (None: the supervisor's stdout).
     pub log: Option<std::path::PathBuf>,
+    /// Its `watchdogMs`, if it has a watchdog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_ms: Option<u64>,
+    /// Its `maxMemory` in bytes, if it has a memory ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
+    /// Its `dependsOn`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// The services of `dependsOn` that are not up yet, while it waits for them to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// Whether watch mode restarts it when its files change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watch: bool,
+    /// Times the watchdog found it hung (and restarted it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hangs: u32,
+    /// Times it was restarted for staying above `maxMemory`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub memory_restarts: u32,
+    /// The last restart the supervisor decided on its own, and when: `hung`, `memory` or
+    /// `watch`, with the time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_guard: Option<GuardRestart>,
+}
+
+/// A restart the supervisor decided on its own (a row's `last_guard`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardRestart {
+    /// `hung`, `memory` or `watch`.
+    pub why: String,
+    /// When (RFC 3339 with milliseconds, UTC).
+    pub time: String,
+    /// What it saw: `no heartbeat for 1040 ms`, `RSS 612.0 MiB`, `src/app.js`.
+    pub detail: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One process of a service that ended: when, how, and how long it ran.
@@ -226,6 +266,21 @@ pub enum EventKind {
     Restarting { in_ms: u64, crashes: u32 },
     /// A child sent application `data`, exactly as it sent it.
     Message { pid: i32, data: serde_json::Value },
+    /// The watchdog found the process hung: no heartbeat for `silence_ms` (more than
+    /// `watchdog_ms`). It is stopped and restarted on its `restartAt` schedule.
+    Hung {
+        pid: i32,
+        silence_ms: u64,
+        watchdog_ms: u64,
+    },
+    /// The process group's resident memory (`rss`, bytes) stayed above `max_memory` for
+    /// `for_ms`: it is stopped and restarted on its `restartAt` schedule.
+    Memory {
+        pid: i32,
+        rss: u64,
+        max_memory: u64,
+        for_ms: u64,
+    },
 }
 
 /// Bytes of a `message` event of service `id` (named `name`) for process `pid` on the control

@@ -3,6 +3,7 @@
 //! only decides; `System` carries its decisions out, and the tests drive the same decisions
 //! against a stand-in that records them, without processes and in microseconds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -98,4 +99,15 @@ pub(super) trait Effects {
     /// CPU time, resident memory and members of the process groups `groups`, for their rows
     /// (one scan for all of them); a group that is gone is absent.
     fn usage(&mut self, groups: &[Pid]) -> std::collections::HashMap<Pid, GroupUsage>;
+
+    /// A signal to one process (not its group): a hung child's diagnostic.
+    fn signal_process(&mut self, pid: Pid, sig: Signal);
+
+    /// Total resident memory of each process group of `groups`, in bytes, in one pass; a group
+    /// without a live member is left out.
+    fn group_rss(&mut self, groups: &[Pid]) -> HashMap<Pid, u64>;
+
+    /// Watches the files of service `id` (its `watch`); changes come back as
+    /// `Actor::files_changed`. An error says what cannot be watched.
+    fn watch(&mut self, id: ServiceId, spec: &ServiceSpec) -> Result<(), String>;
 }

@@ -51,10 +51,14 @@ impl<E: Effects> Actor<E> {
         let now = self.fx.now();
         let ran = now.saturating_duration_since(p.started);
         let stop = p.run.into_stopping();
-        let requested = stop.is_some();
         let Some(svc) = self.table.get_mut(id) else {
             return;
         };
+        // A stop the supervisor began on its own (hung, memory) ends as a crash, unless someone
+        // asked for a stop or restart meanwhile.
+        let requested = stop.as_ref().is_some_and(|s| {
+            !s.guard || svc.life.state() == crate::service::lifecycle::State::Stopping
+        });
         svc.last_exit = Some(exit);
         svc.remember_exit(PastExit {
             at: now,
@@ -104,6 +108,7 @@ impl<E: Effects> Actor<E> {
             // for one is answered with the rows as they are, not left hanging.
             self.settle(WaitFor::Launched(id));
         }
+        self.release_stops();
     }
 
     /// Kills what is left of exited processes outside their groups (found by their tags). One
@@ -153,6 +158,11 @@ impl<E: Effects> Actor<E> {
                 Timer::Sweep => self.sweep(),
                 Timer::Stop(num) => self.stop_due(num),
                 Timer::Restart(id) => self.restart_due(id),
+                Timer::Watchdog(num) => self.watchdog_due(num),
+                Timer::Memory => self.memory_due(),
+                Timer::Watch(id) => self.watch_due(id),
+                Timer::Release => self.release_held(),
+                Timer::StopDeadline => self.stop_deadline(),
             }
         }
     }

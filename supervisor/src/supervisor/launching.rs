@@ -6,6 +6,7 @@ use super::notes::Note;
 use super::table::{Link, Proc, Run, label};
 use super::timers::Timer;
 use super::waiters::WaitFor;
+use super::watchdog::Heartbeat;
 use super::{EventKind, ServiceId};
 use crate::process::launch::LaunchError;
 use crate::process::sentinel::Record;
@@ -14,6 +15,9 @@ use crate::service::lifecycle::AfterExit;
 impl<E: Effects> Actor<E> {
     /// Starts a process for service `id`.
     pub(super) fn launch(&mut self, id: ServiceId) {
+        if self.hold_for_dependencies(id) {
+            return self.settle(WaitFor::Launched(id));
+        }
         let num = self.table.next_num();
         let Some(svc) = self.table.get(id) else {
             return;
@@ -33,6 +37,8 @@ impl<E: Effects> Actor<E> {
             channel: launched.channel.map_or(Link::Closed, Link::Open),
             run: Run::Up { ready: false },
             cpu: None,
+            beat: Heartbeat::default(),
+            over_memory: 0,
         };
         self.table.attach(id, proc);
         if let Some(svc) = self.table.get_mut(id) {
@@ -50,6 +56,7 @@ impl<E: Effects> Actor<E> {
         });
         self.state_dirty = true;
         self.emit(id, EventKind::Started { pid: pid.as_raw() });
+        self.guards_launched(id, &spec);
         self.settle(WaitFor::Launched(id));
     }
 

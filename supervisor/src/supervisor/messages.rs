@@ -1,5 +1,5 @@
-//! What children say on their channels: `hello`, `ready`, the answers to `stop`, application
-//! data, and the channel's end.
+//! What children say on their channels: `hello`, `ready`, `heartbeat`, the answers to `stop`,
+//! application data, and the channel's end.
 
 use pm_child::protocol::{self, FromChild};
 
@@ -7,6 +7,7 @@ use super::EventKind;
 use super::actor::Actor;
 use super::effects::Effects;
 use super::notes::Note;
+use super::watchdog::Diagnostics;
 use crate::process::channel::ChannelEvent;
 
 impl<E: Effects> Actor<E> {
@@ -23,6 +24,7 @@ impl<E: Effects> Actor<E> {
         let mut notes = Vec::new();
         let mut actions = Vec::new();
         let mut gone = None;
+        let mut beat = false;
         if matches!(&ev, ChannelEvent::Message(m) if m.means_ready()) && !p.run.ready() {
             p.run.set_ready();
             svc.life.ready();
@@ -34,9 +36,10 @@ impl<E: Effects> Actor<E> {
                 protocol,
                 sdk,
                 version,
-                ..
+                diagnostics,
             }) => {
                 p.channel.hello();
+                p.beat.diagnostics = Diagnostics::from_hello(diagnostics.as_deref());
                 if protocol != protocol::PROTOCOL_VERSION {
                     tracing::warn!(service = %p.label, protocol, "child speaks another protocol version; continuing with version {}", protocol::PROTOCOL_VERSION);
                 }
@@ -44,8 +47,7 @@ impl<E: Effects> Actor<E> {
                 self.fx.sentinel_hello(pid);
             }
             ChannelEvent::Message(FromChild::Ready) => {}
-            // The watchdog is not in this build yet: a heartbeat changes nothing.
-            ChannelEvent::Message(FromChild::Heartbeat) => {}
+            ChannelEvent::Message(FromChild::Heartbeat) => beat = true,
             ChannelEvent::Message(FromChild::Stopping) => {
                 if let Some(s) = p.run.stopping() {
                     s.seq.stopping();
@@ -88,6 +90,12 @@ impl<E: Effects> Actor<E> {
             self.emit(id, kind);
         }
         self.apply(id, actions);
+        if beat {
+            self.heartbeat(id);
+        }
+        if notes.contains(&Note::Ready) {
+            self.release_held();
+        }
         if let Some(spoke) = gone {
             self.channel_gone(id, spoke);
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pm_child::protocol::StopReason;
 
-use crate::platform::{Exit, Pid};
+use crate::platform::{Exit, Pid, Signal};
 
 /// One line about a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,31 @@ pub(super) enum Note {
     RestartCancelled,
     CannotLaunch(String),
     Disconnected,
+    /// `watchdogMs` is set but the process sent no heartbeat within it.
+    NotWatched,
+    /// No heartbeat for `silence`, more than `limit`.
+    Hung {
+        silence: Duration,
+        limit: Duration,
+    },
+    /// A hung process was asked for a diagnostic (by this signal, or None: it writes one
+    /// itself); the stop begins `window` later.
+    Diagnostic {
+        signal: Option<Signal>,
+        window: Duration,
+    },
+    /// The process group's RSS stayed above `max` for `over`.
+    OverMemory {
+        rss: u64,
+        max: u64,
+        over: Duration,
+    },
+    /// Not started until these services of its `dependsOn` are up.
+    WaitingFor(Vec<String>),
+    /// Watch mode: files changed (the first one seen).
+    FilesChanged(String),
+    /// Watch mode cannot watch something.
+    CannotWatch(String),
 }
 
 /// Why a process group got SIGTERM.
@@ -72,7 +97,10 @@ pub(super) enum TermWhy {
 impl Note {
     /// A line that needs a person's attention: also an error on stderr, whatever the log.
     pub(super) fn is_error(&self) -> bool {
-        matches!(self, Note::CannotLaunch(_))
+        matches!(
+            self,
+            Note::CannotLaunch(_) | Note::Hung { .. } | Note::OverMemory { .. }
+        )
     }
 }
 
@@ -83,6 +111,11 @@ pub(super) fn ms(d: Duration) -> String {
     } else {
         format!("{:.1} s", d.as_secs_f64())
     }
+}
+
+/// `612.3 MiB`
+pub(super) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl fmt::Display for Note {
@@ -150,6 +183,39 @@ impl fmt::Display for Note {
             Note::RestartCancelled => f.write_str("stopped (its pending restart is cancelled)"),
             Note::CannotLaunch(e) => write!(f, "cannot launch: {e}"),
             Note::Disconnected => f.write_str("channel closed on request (disconnect)"),
+            Note::NotWatched => {
+                f.write_str("watchdogMs is set, but the process sent no heartbeat: not watched")
+            }
+            Note::Hung { silence, limit } => write!(
+                f,
+                "hung: no heartbeat for {} ms (watchdogMs {})",
+                silence.as_millis(),
+                limit.as_millis()
+            ),
+            Note::Diagnostic { signal, window } => match signal {
+                Some(sig) => write!(
+                    f,
+                    "{sig} sent to it for a diagnostic; stopping in {}",
+                    ms(*window)
+                ),
+                None => write!(
+                    f,
+                    "it writes a diagnostic itself; stopping in {}",
+                    ms(*window)
+                ),
+            },
+            Note::OverMemory { rss, max, over } => write!(
+                f,
+                "memory: process group RSS {} above maxMemory {} for {}; restarting",
+                mib(*rss),
+                mib(*max),
+                ms(*over)
+            ),
+            Note::WaitingFor(names) => {
+                write!(f, "waiting for {} to start (dependsOn)", names.join(", "))
+            }
+            Note::FilesChanged(path) => write!(f, "files changed ({path}); restarting (watch)"),
+            Note::CannotWatch(e) => write!(f, "watch: {e}"),
         }
     }
 }

@@ -20,9 +20,21 @@ impl<E: Effects> Actor<E> {
     /// Starts the stop sequence of service `id`'s process; returns its process number, or None
     /// when it has no process.
     pub(super) fn begin_stop(&mut self, id: ServiceId, reason: StopReason) -> Option<u64> {
+        self.begin_stop_within(id, reason, None, false)
+    }
+
+    /// [`begin_stop`](Self::begin_stop), with SIGKILL no later than `within` (an ordered stop's
+    /// overall deadline); `guard`: the supervisor stops it on its own (see [`Stopping::guard`]).
+    pub(super) fn begin_stop_within(
+        &mut self,
+        id: ServiceId,
+        reason: StopReason,
+        within: Option<Duration>,
+        guard: bool,
+    ) -> Option<u64> {
         let now = self.fx.now();
         let svc = self.table.get_mut(id)?;
-        let kill_timeout = svc.spec.kill_timeout;
+        let kill_timeout = within.map_or(svc.spec.kill_timeout, |w| w.min(svc.spec.kill_timeout));
         let p = svc.proc.as_mut()?;
         let num = p.num;
         let Run::Up { ready } = p.run else {
@@ -36,6 +48,7 @@ impl<E: Effects> Actor<E> {
             reason,
             ready,
             extend_lines: RateLimit::new(3, Duration::from_secs(1)),
+            guard,
         }));
         let pid = p.pid.as_raw();
         self.note(
@@ -146,6 +159,7 @@ impl<E: Effects> Actor<E> {
         };
         let grace = svc.spec.kill_timeout;
         let Some(p) = svc.proc.as_mut() else { return };
+        p.beat.disarm();
         if spoke {
             self.fx.sentinel_watch(&Record {
                 pid: p.pid.as_raw(),

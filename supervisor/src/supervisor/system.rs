@@ -23,6 +23,7 @@ use crate::process::channel::{self, Channel, ChannelEvent};
 use crate::process::launch::{self, LaunchError};
 use crate::process::sentinel::{self, Record, Sentinel};
 use crate::runtime::Instance;
+use crate::service::watch::{Changes, FileWatcher};
 
 /// How long a sweep waits for the strays it SIGKILLed to be gone.
 const SWEEP_WAIT: Duration = Duration::from_millis(100);
@@ -46,6 +47,12 @@ pub(super) struct System {
     pumps: JoinSet<()>,
     /// Copies of each live process's output pipes, to hand to a restarted sentinel.
     outputs: HashMap<Pid, Arc<sentinel::Output>>,
+    /// Watch mode's watcher, started with the first watched service.
+    watcher: Option<FileWatcher>,
+    /// What the watcher saw change.
+    changes: Arc<Changes>,
+    /// Memory of the process groups with `maxMemory`.
+    sampler: platform::GroupSampler,
 }
 
 impl System {
@@ -66,6 +73,9 @@ impl System {
             chan_tx,
             pumps: JoinSet::new(),
             outputs: HashMap::new(),
+            watcher: None,
+            changes: Arc::default(),
+            sampler: platform::GroupSampler::default(),
         })
     }
 
@@ -309,6 +319,31 @@ impl Effects for System {
             .map(|(pgid, u)| (Pid::from_raw(pgid), u))
             .collect()
     }
+
+    fn signal_process(&mut self, pid: Pid, sig: Signal) {
+        let _ = nix::sys::signal::kill(pid, sig);
+    }
+
+    fn group_rss(&mut self, groups: &[Pid]) -> HashMap<Pid, u64> {
+        let raw: Vec<i32> = groups.iter().map(|p| p.as_raw()).collect();
+        self.sampler
+            .sample(&raw, Instant::now())
+            .into_iter()
+            .map(|(g, rss)| (Pid::from_raw(g), rss))
+            .collect()
+    }
+
+    fn watch(&mut self, id: ServiceId, spec: &ServiceSpec) -> Result<(), String> {
+        if self.watcher.is_none() {
+            let w = FileWatcher::new(self.changes.clone())
+                .map_err(|e| format!("cannot start the file watcher: {e}"))?;
+            self.watcher = Some(w);
+        }
+        match &mut self.watcher {
+            Some(w) => w.watch(id, spec),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Feeds the actor until it has shut down and every process is gone, then ends the run.
@@ -319,6 +354,7 @@ pub(super) async fn run(
     mut chan_rx: mpsc::Receiver<(u64, ChannelEvent)>,
 ) {
     let mut requests_open = true;
+    let changes = actor.fx.changes.clone();
     loop {
         let deadline = actor.next_deadline();
         // Exits and deadlines first, then requests, then children's messages: a child that
@@ -346,6 +382,11 @@ pub(super) async fn run(
                 }
             },
             Some((num, ev)) = chan_rx.recv() => actor.channel(num, ev),
+            _ = changes.wake.notified() => {
+                for (id, path) in changes.take() {
+                    actor.files_changed(id, path);
+                }
+            }
         }
         if actor.end_turn() {
             break;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use pm_child::protocol::StopReason;
 
+use super::guards::Guards;
+use super::watchdog::Heartbeat;
 use super::{ActionError, EXITS_KEPT, ServiceId, ServiceInfo, Services};
 use crate::config::ServiceSpec;
 use crate::platform::{Exit, Pid};
@@ -45,6 +47,8 @@ pub(super) struct Service<L, C> {
     pub(super) since: (State, Instant),
     /// Its last exits, the latest last.
     pub(super) exits: VecDeque<PastExit>,
+    /// What the watchdog, the memory ceiling, start order and watch mode keep about it.
+    pub(super) guards: Guards,
 }
 
 /// An exit, as a service remembers it.
@@ -80,6 +84,10 @@ pub(super) struct Proc<C> {
     pub(super) run: Run,
     /// The previous CPU sample of its group (None: not sampled yet).
     pub(super) cpu: Option<CpuSample>,
+    /// Its heartbeats, for the watchdog.
+    pub(super) beat: Heartbeat,
+    /// Memory samples in a row above `maxMemory`.
+    pub(super) over_memory: u8,
 }
 
 /// What the supervisor can say to a process over its channel.
@@ -144,6 +152,9 @@ pub(super) struct Stopping {
     pub(super) ready: bool,
     /// Lines about its `extend` requests: a child may send any number.
     pub(super) extend_lines: RateLimit,
+    /// The supervisor stops it on its own (hung, over its memory ceiling): its exit is a crash,
+    /// restarted on the `restartAt` schedule, unless a stop or restart was requested meanwhile.
+    pub(super) guard: bool,
 }
 
 impl Run {
@@ -224,6 +235,14 @@ impl<L, C> Service<L, C> {
             memory,
             cpu,
             log: self.spec.log.clone(),
+            watchdog_ms: self.spec.watchdog.map(ms),
+            max_memory: self.spec.max_memory,
+            depends_on: self.spec.depends_on.clone(),
+            waiting_for: self.guards.waiting_for.clone(),
+            watch: !self.spec.watch.is_empty(),
+            hangs: self.guards.hangs,
+            memory_restarts: self.guards.memory_restarts,
+            last_guard: self.guards.last.clone(),
         }
     }
 
@@ -287,6 +306,7 @@ impl<L, C> Table<L, C> {
             last_exit: None,
             error: None,
             send_warnings: RateLimit::new(3, Duration::from_secs(10)),
+            guards: Guards::default(),
         };
         self.services.insert(id, svc);
         id

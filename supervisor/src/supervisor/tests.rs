@@ -4,6 +4,7 @@
 
 mod edits;
 mod fake;
+mod guards;
 mod restarts;
 mod runs;
 mod stops;
@@ -42,6 +43,11 @@ fn spec(name: &str) -> ServiceSpec {
         kill_timeout: 200 * MS,
         log_max_size: 0,
         log_keep: 0,
+        watchdog: None,
+        max_memory: None,
+        depends_on: Vec::new(),
+        watch: Vec::new(),
+        watch_off: false,
     }
 }
 

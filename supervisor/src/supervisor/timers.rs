@@ -17,6 +17,18 @@ pub(super) enum Timer {
     Stop(u64),
     /// The pending restart of a service.
     Restart(ServiceId),
+    /// The watchdog's next look at process number `.0`.
+    Watchdog(u64),
+    /// The next memory sample of the services with `maxMemory`.
+    Memory,
+    /// Watch mode: the debounce of a service's file changes ends.
+    Watch(ServiceId),
+    /// Services waiting for their dependencies look again (a dependency without `hello` counts
+    /// as up after a while).
+    Release,
+    /// The overall deadline of an ordered stop: whatever still waits for its dependents is
+    /// stopped now.
+    StopDeadline,
 }
 
 #[derive(Debug, Default)]

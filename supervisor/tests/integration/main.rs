@@ -7,6 +7,7 @@ mod commands;
 mod config_errors;
 mod control;
 mod faults;
+mod guards;
 mod last_words;
 mod launchers;
 mod local_users;

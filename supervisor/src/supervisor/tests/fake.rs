@@ -2,7 +2,7 @@
 //! (exits, the clock), as watchexec's job tests use a stand-in child.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +73,14 @@ pub(super) struct Fake {
     pub(super) notes: Vec<(String, Note)>,
     /// What each process group uses, as the test says.
     pub(super) usage: BTreeMap<Pid, GroupUsage>,
+    /// Signals sent to single processes.
+    pub(super) process_signals: Vec<(Pid, Signal)>,
+    /// The process groups' RSS, as the test sets it.
+    pub(super) rss: HashMap<Pid, u64>,
+    /// How many times RSS was read.
+    pub(super) rss_reads: usize,
+    /// What was handed to the watcher.
+    pub(super) watched: Vec<(ServiceId, Vec<std::path::PathBuf>)>,
 }
 
 impl Fake {
@@ -92,6 +100,10 @@ impl Fake {
             states: Vec::new(),
             notes: Vec::new(),
             usage: BTreeMap::new(),
+            process_signals: Vec::new(),
+            rss: HashMap::new(),
+            rss_reads: 0,
+            watched: Vec::new(),
         }
     }
 
@@ -196,6 +208,23 @@ impl Effects for Fake {
             .iter()
             .filter_map(|p| Some((*p, self.usage.get(p)?.clone())))
             .collect()
+    }
+
+    fn signal_process(&mut self, pid: Pid, sig: Signal) {
+        self.process_signals.push((pid, sig));
+    }
+
+    fn group_rss(&mut self, groups: &[Pid]) -> HashMap<Pid, u64> {
+        self.rss_reads += 1;
+        groups
+            .iter()
+            .filter_map(|p| Some((*p, *self.rss.get(p)?)))
+            .collect()
+    }
+
+    fn watch(&mut self, id: ServiceId, spec: &ServiceSpec) -> Result<(), String> {
+        self.watched.push((id, spec.watch.clone()));
+        Ok(())
     }
 }
 

@@ -317,6 +317,11 @@ pub(super) fn state_word(s: State) -> &'static str {
     }
 }
 
+/// Bytes as MiB with one decimal.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// An event for the status line: `exited (signal SIGKILL)`.
 fn describe_event(kind: &EventKind) -> String {
     match kind {
@@ -343,5 +348,18 @@ fn describe_event(kind: &EventKind) -> String {
             format!("restarts in {in_ms} ms (crash {crashes} in a row)")
         }
         EventKind::Message { pid, .. } => format!("sent a message (pid {pid})"),
+        EventKind::Hung {
+            pid, silence_ms, ..
+        } => format!("hung: no heartbeat for {silence_ms} ms (pid {pid}); restarting"),
+        EventKind::Memory {
+            pid,
+            rss,
+            max_memory,
+            ..
+        } => format!(
+            "memory {} above maxMemory {} (pid {pid}); restarting",
+            mib(*rss),
+            mib(*max_memory)
+        ),
     }
 }
