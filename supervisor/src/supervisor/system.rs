@@ -25,8 +25,10 @@ use crate::process::sentinel::{self, Record, Sentinel};
 use crate::runtime::Instance;
 use crate::service::watch::{Changes, FileWatcher};
 
-/// How long a sweep waits for the strays it SIGKILLed to be gone.
-const SWEEP_WAIT: Duration = Duration::from_millis(100);
+/// How long a sweep waits for the strays it SIGKILLed to be gone. It returns as soon as they
+/// are (a few ms); the bound only matters on a loaded machine, where 100 ms proved too short
+/// for a stop reply to come after its strays were gone.
+const SWEEP_WAIT: Duration = Duration::from_millis(300);
 /// After the last process is reaped, output readers get this long to drain their pipes, and the
 /// log writers until [`FINISH_WRITERS`], so that a shutdown ends within the largest killTimeout
 /// plus a second whatever the log files do.
