@@ -39,7 +39,7 @@ pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
                 text: state_text(r),
                 colour: colour.then(|| state_colour(r.state)),
             },
-            Cell::plain(r.restarts.to_string()),
+            Cell::plain(restarts_text(r)),
             Cell::plain(r.uptime_ms.map_or("-".into(), human_ms)),
             Cell::plain(r.cpu.map_or("-".into(), |c| format!("{c:.1}%"))),
             Cell::plain(r.memory.map_or("-".into(), human_bytes)),
@@ -49,13 +49,38 @@ pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A state as `ls` shows it: `running (ready)`, `waiting (2s to restart)`.
+/// A state as `ls` shows it: `running (ready)`, `waiting (2s to restart)`, `waiting for db`.
 fn state_text(r: &Row) -> String {
+    if !r.waiting_for.is_empty() && r.pid.is_none() {
+        return format!("waiting for {}", r.waiting_for.join(", "));
+    }
     match (r.state, r.restart_in_ms) {
         (State::Waiting, Some(ms)) => format!("waiting ({} to restart)", human_ms(ms)),
         (State::Running, _) if r.ready => "running (ready)".to_owned(),
         (s, _) => state_name(s),
     }
+}
+
+/// Restarts as `ls` shows them, with those the supervisor decided on its own: `3 (1 hung,
+/// 1 memory)`.
+fn restarts_text(r: &Row) -> String {
+    let guards = guard_counts(r);
+    match guards.is_empty() {
+        true => r.restarts.to_string(),
+        false => format!("{} ({guards})", r.restarts),
+    }
+}
+
+/// `1 hung, 2 memory`: the restarts for a hang and for memory; empty when none.
+fn guard_counts(r: &Row) -> String {
+    let mut out = Vec::new();
+    if r.hangs > 0 {
+        out.push(format!("{} hung", r.hangs));
+    }
+    if r.memory_restarts > 0 {
+        out.push(format!("{} memory", r.memory_restarts));
+    }
+    out.join(", ")
 }
 
 /// Colours only for a terminal, and never when NO_COLOR is set to anything non-empty
@@ -288,12 +313,67 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         field("started", ago(t));
     }
     field("uptime", r.uptime_ms.map_or("-".into(), human_ms));
+    let guards = guard_counts(r);
+    let guards = match guards.is_empty() {
+        true => String::new(),
+        false => format!(", {guards}"),
+    };
     field(
         "restarts",
-        format!("{} ({} crashes in a row)", r.restarts, r.crashes),
+        format!("{} ({} crashes in a row{guards})", r.restarts, r.crashes),
     );
     field("cpu", r.cpu.map_or("-".into(), |c| format!("{c:.1}%")));
-    field("memory", r.memory.map_or("-".into(), human_bytes));
+    let memory = r.memory.map_or("-".into(), human_bytes);
+    match r.max_memory {
+        None => field("memory", memory),
+        Some(max) => field(
+            "memory",
+            format!(
+                "{memory} of maxMemory {} ({})",
+                human_bytes(max),
+                times(r.memory_restarts, "restart", "restarts")
+            ),
+        ),
+    }
+    if let Some(w) = r.watchdog_ms {
+        field(
+            "watchdog",
+            format!(
+                "heartbeat every {} at least ({})",
+                human_ms(w),
+                times(r.hangs, "hang", "hangs")
+            ),
+        );
+    }
+    if !r.depends_on.is_empty() {
+        let waiting = match r.waiting_for.is_empty() {
+            true => String::new(),
+            false => format!(" (waiting for {})", r.waiting_for.join(", ")),
+        };
+        field(
+            "depends on",
+            format!("{}{waiting}", r.depends_on.join(", ")),
+        );
+    }
+    if r.watch {
+        let paths: Vec<&str> = d
+            .spec
+            .get("watch")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        field(
+            "watch",
+            match paths.is_empty() {
+                true => "on".to_owned(),
+                false => paths.join(", "),
+            },
+        );
+    }
+    if let Some(g) = &r.last_guard {
+        let when = humantime::parse_rfc3339_weak(&g.time).map_or(g.time.clone(), &ago);
+        field("last guard", format!("{} {when}: {}", g.why, g.detail));
+    }
     let s = &d.spec;
     let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
     field("script", text("script"));
@@ -358,6 +438,14 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         );
     }
     o
+}
+
+/// `1 hang`, `0 hangs`.
+fn times(n: u32, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
 }
 
 fn timestamp(t: SystemTime) -> String {
@@ -476,8 +564,22 @@ fn event_text(e: &Event) -> String {
             )
         }
         EventKind::Message { pid, data } => format!("message pid {pid}: {data}"),
-        #[allow(unreachable_patterns)]
-        other => serde_json::to_string(other).unwrap_or_default(),
+        EventKind::Hung {
+            pid,
+            silence_ms,
+            watchdog_ms,
+        } => format!("hung pid {pid}: no heartbeat for {silence_ms} ms (watchdogMs {watchdog_ms})"),
+        EventKind::Memory {
+            pid,
+            rss,
+            max_memory,
+            for_ms,
+        } => format!(
+            "memory pid {pid}: {} above maxMemory {} for {}",
+            human_bytes(*rss),
+            human_bytes(*max_memory),
+            human_ms(*for_ms)
+        ),
     };
     format!("{who} {what}")
 }
