@@ -650,3 +650,62 @@ fn human_bytes(b: u64) -> String {
         _ => format!("{:.1}MB", b as f64 / 1_048_576.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn row(fields: Value) -> Row {
+        let mut r = json!({
+            "id": 1, "name": "api", "pid": null, "state": "starting", "ready": false,
+            "restarts": 3, "crashes": 0, "uptime_ms": null, "memory": null,
+        });
+        if let (Some(r), Some(f)) = (r.as_object_mut(), fields.as_object()) {
+            r.extend(f.clone());
+        }
+        serde_json::from_value(r).expect("a row")
+    }
+
+    #[test]
+    fn ls_says_what_a_service_waits_for_and_which_restarts_were_guards() {
+        let waiting = row(json!({"depends_on": ["db", "cache"], "waiting_for": ["db", "cache"]}));
+        assert_eq!(state_text(&waiting), "waiting for db, cache");
+        assert_eq!(restarts_text(&waiting), "3");
+        let guarded = row(json!({"pid": 7, "state": "running", "hangs": 1, "memory_restarts": 2}));
+        assert_eq!(state_text(&guarded), "running");
+        assert_eq!(restarts_text(&guarded), "3 (1 hung, 2 memory)");
+    }
+
+    #[test]
+    fn hung_and_memory_events_read_as_sentences() {
+        let event = |kind| {
+            event_text(&Event::Service(crate::supervisor::Event {
+                time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                id: 2,
+                name: Some("idx".into()),
+                kind,
+            }))
+        };
+        assert_eq!(
+            event(EventKind::Hung {
+                pid: 42,
+                silence_ms: 1040,
+                watchdog_ms: 1000
+            }),
+            "2023-11-14T22:13:20.000Z idx #2 hung pid 42: no heartbeat for 1040 ms (watchdogMs 1000)"
+        );
+        assert_eq!(
+            event(EventKind::Memory {
+                pid: 42,
+                rss: 600 << 20,
+                max_memory: 500 << 20,
+                for_ms: 3000
+            }),
+            "2023-11-14T22:13:20.000Z idx #2 memory pid 42: 600.0MB above maxMemory 500.0MB for 3s"
+        );
+    }
+}
