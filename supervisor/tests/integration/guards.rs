@@ -256,7 +256,7 @@ fn ls_describe_and_events_show_the_guards() {
     );
     assert!(line(&d, "watchdog").contains(" hang"), "{d}");
     assert!(
-        line(&d, "memory ").ends_with(" of maxMemory 1024.0MB (0 restarts)"),
+        line(&d, "memory ").ends_with(" of maxMemory 1024.0MB (0 restarts above it)"),
         "{d}"
     );
     assert_eq!(line(&d, "depends on"), "depends on db");

@@ -329,7 +329,7 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         Some(max) => field(
             "memory",
             format!(
-                "{memory} of maxMemory {} ({})",
+                "{memory} of maxMemory {} ({} above it)",
                 human_bytes(max),
                 times(r.memory_restarts, "restart", "restarts")
             ),

@@ -360,6 +360,19 @@ fn the_screen_shows_waiting_for_dependencies_guard_restarts_and_the_selected_gua
     let x = lines[foot].find("watchdog").expect("guards");
     let x = lines[foot][..x].chars().count() as u16;
     assert_eq!(buf[(x, foot as u16)].fg, ratatui::style::Color::Yellow);
+    // Counts only once there are some.
+    let mut quiet = app.rows[0].clone();
+    (quiet.hangs, quiet.memory_restarts, quiet.last_guard) = (0, 0, None);
+    let quiet = app_with(vec![quiet]);
+    let (lines, _) = screen(&quiet, 120, 30);
+    let foot = lines
+        .iter()
+        .find(|l| l.contains("watchdog"))
+        .expect("guards");
+    assert!(
+        foot.contains("watchdog 1s · maxMemory 500.0M · after db · watch "),
+        "{foot}"
+    );
     // A service without guards has no such line.
     let plain = app_with(vec![row(0, "plain", "running", Some(7))]);
     let (lines, _) = screen(&plain, 120, 30);

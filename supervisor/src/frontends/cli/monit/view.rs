@@ -172,20 +172,22 @@ pub(super) fn restarts_text(r: &Row) -> String {
     out
 }
 
-/// The selected service's guards in brief, for the foot of its pane: `watchdog 1s (2 hung) ·
-/// maxMemory 500.0M (1 over) · after db · watch · last: hung 09:12:03, no heartbeat for 1040
-/// ms`. None without any.
+/// The selected service's guards in brief, for the foot of its pane (counts once there are
+/// some): `watchdog 1s (2 hung) · maxMemory 500.0M (1 over) · after db · watch · last: hung
+/// 09:12:03, no heartbeat for 1040 ms`. None without any.
 pub(super) fn guards_text(r: &Row) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(ms) = r.watchdog_ms {
-        parts.push(format!("watchdog {} ({} hung)", uptime(ms), r.hangs));
+        parts.push(match r.hangs {
+            0 => format!("watchdog {}", uptime(ms)),
+            n => format!("watchdog {} ({n} hung)", uptime(ms)),
+        });
     }
     if let Some(max) = r.max_memory {
-        parts.push(format!(
-            "maxMemory {} ({} over)",
-            bytes(max),
-            r.memory_restarts
-        ));
+        parts.push(match r.memory_restarts {
+            0 => format!("maxMemory {}", bytes(max)),
+            n => format!("maxMemory {} ({n} over)", bytes(max)),
+        });
     }
     if !r.depends_on.is_empty() {
         parts.push(format!("after {}", r.depends_on.join(",")));
