@@ -11,7 +11,7 @@
 //! rotations), and editors' scratch files (`*.swp`, `*~`, `.#*`, Vim's `4913`). A folder
 //! created later is watched from the service's next watch restart.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -132,8 +132,9 @@ impl Changes {
 pub(crate) struct FileWatcher {
     watcher: notify::RecommendedWatcher,
     services: Arc<Mutex<BTreeMap<u64, Watched>>>,
-    /// Folders already watched.
-    folders: HashSet<PathBuf>,
+    /// Folders watched, each with the services it is watched for: a folder's inotify watch is
+    /// given up when its last service is.
+    folders: HashMap<PathBuf, BTreeSet<u64>>,
 }
 
 impl std::fmt::Debug for FileWatcher {
@@ -187,13 +188,14 @@ impl FileWatcher {
         Ok(FileWatcher {
             watcher,
             services,
-            folders: HashSet::new(),
+            folders: HashMap::new(),
         })
     }
 
-    /// Watches (again) the files of service `id`. An error says what cannot be watched; the
-    /// rest is watched.
+    /// Watches (again) the files of service `id`, in place of what it watched before. An
+    /// error says what cannot be watched; the rest is watched.
     pub(crate) fn watch(&mut self, id: u64, spec: &ServiceSpec) -> Result<(), String> {
+        let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
         let mut paths = Vec::new();
         let mut globs = GlobSetBuilder::new();
         let mut problems = Vec::new();
@@ -227,12 +229,15 @@ impl FileWatcher {
                 ));
             }
             for f in found {
-                if self.folders.contains(&f) {
+                if let Some(owners) = self.folders.get_mut(&f) {
+                    owners.insert(id);
+                    wanted.insert(f);
                     continue;
                 }
                 match self.watcher.watch(&f, RecursiveMode::NonRecursive) {
                     Ok(()) => {
-                        self.folders.insert(f);
+                        self.folders.insert(f.clone(), BTreeSet::from([id]));
+                        wanted.insert(f);
                     }
                     Err(e) => {
                         problems.push(format!("{}: {e}", f.display()));
@@ -241,6 +246,8 @@ impl FileWatcher {
                 }
             }
         }
+        // Folders it watched before and no longer does (its `watch` changed, or they are gone).
+        self.release(id, |f| !wanted.contains(f));
         let globs = globs.build().unwrap_or_else(|_| GlobSet::empty());
         let watched = Watched {
             paths,
@@ -257,6 +264,37 @@ impl FileWatcher {
             problems.truncate(3);
             Err(problems.join("; "))
         }
+    }
+
+    /// Stops watching the files of service `id`; its changes are no longer reported.
+    pub(crate) fn unwatch(&mut self, id: u64) {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.release(id, |_| true);
+    }
+
+    /// Takes service `id` off the folders `which` selects, and gives up the inotify watch of
+    /// each folder left without a service.
+    fn release(&mut self, id: u64, which: impl Fn(&Path) -> bool) {
+        let mut unused = Vec::new();
+        for (f, owners) in &mut self.folders {
+            if which(f) && owners.remove(&id) && owners.is_empty() {
+                unused.push(f.clone());
+            }
+        }
+        for f in unused {
+            self.folders.remove(&f);
+            // A folder already deleted has lost its watch with it.
+            let _ = self.watcher.unwatch(&f);
+        }
+    }
+
+    /// How many folders are watched (each an inotify watch).
+    #[cfg(test)]
+    fn folder_count(&self) -> usize {
+        self.folders.len()
     }
 }
 
@@ -311,5 +349,48 @@ mod tests {
             split_glob(Path::new("/srv/app/main.py")),
             (PathBuf::from("/srv/app/main.py"), false)
         );
+    }
+
+    #[test]
+    fn folders_are_given_up_with_their_last_service() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(a.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&b).expect("mkdir");
+        let changes = Arc::new(Changes::default());
+        let mut w = FileWatcher::new(changes).expect("watcher");
+        let spec = |watch: Vec<PathBuf>| ServiceSpec {
+            name: None,
+            script: "app.js".into(),
+            args: Vec::new(),
+            cwd: dir.path().to_path_buf(),
+            log: None,
+            env: Default::default(),
+            restart_at: vec![100],
+            restart_ok: std::time::Duration::from_secs(60),
+            strip_ansi: false,
+            interpreter: None,
+            node_path: None,
+            kill_timeout: std::time::Duration::from_secs(1),
+            log_max_size: 0,
+            log_keep: 0,
+            watchdog: None,
+            max_memory: None,
+            depends_on: Vec::new(),
+            watch,
+            watch_off: false,
+        };
+        w.watch(1, &spec(vec![a.clone()])).expect("watch 1");
+        w.watch(2, &spec(vec![a.clone(), b.clone()]))
+            .expect("watch 2");
+        assert_eq!(w.folder_count(), 3);
+        w.unwatch(2);
+        assert_eq!(w.folder_count(), 2, "a and a/sub are still service 1's");
+        // Service 1's `watch` changed to b: a's folders go.
+        w.watch(1, &spec(vec![b.clone()])).expect("rewatch 1");
+        assert_eq!(w.folder_count(), 1);
+        w.unwatch(1);
+        assert_eq!(w.folder_count(), 0);
+        assert!(w.services.lock().expect("lock").is_empty());
     }
 }

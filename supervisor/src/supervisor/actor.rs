@@ -234,6 +234,9 @@ impl<E: Effects> Actor<E> {
         for &id in ids {
             if let Some(svc) = self.table.get_mut(id) {
                 svc.deleting = true;
+                if !svc.spec.watch.is_empty() {
+                    self.fx.unwatch(id);
+                }
             }
         }
         // Dependents first, as any stop of several services.

@@ -131,7 +131,7 @@ fn cpu_percent<C>(p: &mut Proc<C>, now: Instant, used: Duration) -> Option<f64> 
 /// defaults).
 pub(super) fn spec_json(s: &ServiceSpec) -> Value {
     let ms = |d: Duration| d.as_millis() as u64;
-    json!({
+    let mut spec = json!({
         "name": s.name,
         "script": s.script,
         "args": s.args,
@@ -146,5 +146,24 @@ pub(super) fn spec_json(s: &ServiceSpec) -> Value {
         "stripANSI": s.strip_ansi,
         "logMaxSize": s.log_max_size,
         "logKeep": s.log_keep,
-    })
+    });
+    // The guards only when set, as a config file writes them.
+    let mut guard = |k: &str, v: Value| {
+        if let Some(o) = spec.as_object_mut() {
+            o.insert(k.to_owned(), v);
+        }
+    };
+    if let Some(d) = s.watchdog {
+        guard("watchdogMs", json!(ms(d)));
+    }
+    if let Some(b) = s.max_memory {
+        guard("maxMemory", json!(b));
+    }
+    if !s.depends_on.is_empty() {
+        guard("dependsOn", json!(s.depends_on));
+    }
+    if !s.watch.is_empty() {
+        guard("watch", json!(s.watch));
+    }
+    spec
 }

@@ -110,4 +110,8 @@ pub(super) trait Effects {
     /// Watches the files of service `id` (its `watch`); changes come back as
     /// `Actor::files_changed`. An error says what cannot be watched.
     fn watch(&mut self, id: ServiceId, spec: &ServiceSpec) -> Result<(), String>;
+
+    /// Stops watching the files of service `id` (deleted, removed by a reload, or no longer
+    /// with `watch`); folders no other service watches are given up.
+    fn unwatch(&mut self, id: ServiceId);
 }

@@ -106,10 +106,21 @@ impl<E: Effects> Actor<E> {
             };
             svc.life
                 .set_policy(RestartPolicy::new(&spec.restart_at, spec.restart_ok));
+            // What it watches follows its new `watch` (and its new log, which is ignored).
+            let watch_changed = svc.spec.watch != spec.watch || svc.spec.log != spec.log;
+            let (was_watched, watched) = (!svc.spec.watch.is_empty(), !spec.watch.is_empty());
             svc.spec = Arc::new(spec);
             if let Some(log) = new_log {
                 svc.log = log;
             }
+            if watch_changed && watched {
+                self.start_watching(id);
+            } else if watch_changed && was_watched {
+                self.fx.unwatch(id);
+            }
+            let Some(svc) = self.table.get_mut(id) else {
+                continue;
+            };
             ids.changed.push(id);
             pending.insert(WaitFor::Launched(id));
             if svc.life.restart_requested(svc.proc.is_some()) {

@@ -346,6 +346,12 @@ impl Effects for System {
             None => Ok(()),
         }
     }
+
+    fn unwatch(&mut self, id: ServiceId) {
+        if let Some(w) = &mut self.watcher {
+            w.unwatch(id);
+        }
+    }
 }
 
 /// Feeds the actor until it has shut down and every process is gone, then ends the run.

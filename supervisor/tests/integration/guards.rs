@@ -206,6 +206,189 @@ fn an_edited_file_restarts_a_watched_service_once() {
     assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
 }
 
+/// A CLI command's stdout; it must succeed.
+fn cli(t: &TestDir, args: &[&str]) -> String {
+    let out = t
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("run the CLI");
+    assert!(out.status.success(), "{args:?}: {}", t.cli_stderr());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The line of `text` that starts with `start`, without its indentation.
+fn line<'a>(text: &'a str, start: &str) -> &'a str {
+    text.lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start:?} line:\n{text}"))
+}
+
+#[test]
+fn ls_describe_and_events_show_the_guards() {
+    let t = TestDir::new();
+    std::fs::create_dir(t.path().join("app")).expect("mkdir");
+    let config = t.config(json!([
+        {"name": "db", "script": fixture("guarded.py"), "args": ["ready", "200"]},
+        {"name": "stuck", "script": fixture("guarded.py"), "args": ["beat", "6"],
+         "watchdogMs": 500, "maxMemory": "1G", "dependsOn": ["db"], "watch": ["app"],
+         "restartAt": [100]},
+        {"name": "slow", "script": fixture("guarded.py"), "args": ["ready", "600000"]},
+        {"name": "web", "script": fixture("guarded.py"), "args": ["plain"], "dependsOn": ["slow"]}
+    ]));
+    let mut sup = t.run(&config);
+    // Found hung and restarted (it hangs again after each restart).
+    poll(PATIENCE, || {
+        (events_of(&t, "stuck", "start").len() >= 2).then_some(())
+    })
+    .expect("restarted after a hang");
+    let ls_text = cli(&t, &["ls"]);
+    let stuck = line(&ls_text, "2 ");
+    assert!(stuck.contains(" hung)"), "{ls_text}");
+    let web = line(&ls_text, "4 ");
+    assert!(web.contains("waiting for slow"), "{ls_text}");
+
+    let d = cli(&t, &["describe", "stuck"]);
+    assert!(
+        line(&d, "watchdog").starts_with("watchdog   heartbeat every 500ms at least ("),
+        "{d}"
+    );
+    assert!(line(&d, "watchdog").contains(" hang"), "{d}");
+    assert!(
+        line(&d, "memory ").ends_with(" of maxMemory 1024.0MB (0 restarts above it)"),
+        "{d}"
+    );
+    assert_eq!(line(&d, "depends on"), "depends on db");
+    let app = t.path().join("app");
+    assert_eq!(line(&d, "watch "), format!("watch      {}", app.display()));
+    let last = line(&d, "last guard");
+    assert!(last.starts_with("last guard hung 20"), "{d}");
+    assert!(last.contains(" ago): no heartbeat for "), "{d}");
+    assert!(line(&d, "restarts").contains(" hung)"), "{d}");
+    // The spec in `describe --json` carries them, as the file wrote them (paths resolved).
+    let json: Value =
+        serde_json::from_str(&cli(&t, &["describe", "stuck", "--json"])).expect("describe --json");
+    let spec = &json[0]["spec"];
+    assert_eq!(spec["watchdogMs"], 500, "{spec}");
+    assert_eq!(spec["maxMemory"], 1u64 << 30, "{spec}");
+    assert_eq!(spec["dependsOn"], json!(["db"]), "{spec}");
+    assert_eq!(spec["watch"], json!([app]), "{spec}");
+
+    let d = cli(&t, &["describe", "web"]);
+    assert_eq!(line(&d, "depends on"), "depends on slow (waiting for slow)");
+    // Settings not used get no line.
+    let d = cli(&t, &["describe", "db"]);
+    for absent in [
+        "watchdog",
+        "depends on",
+        "watch ",
+        "last guard",
+        "maxMemory",
+    ] {
+        assert!(!d.contains(absent), "{absent:?} in:\n{d}");
+    }
+
+    // `events` says what a hang is, in words.
+    let file = t.path().join("events.txt");
+    let mut cmd = t.command(&["events"]);
+    cmd.stdout(std::fs::File::create(&file).expect("file"));
+    let events = crate::support::Supervisor::from_child(cmd.spawn().expect("events"), t.path());
+    let hung = poll(PATIENCE, || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains(" hung pid "))?;
+        Some(line.to_owned())
+    })
+    .expect("a hung event");
+    assert!(hung.contains(" stuck #2 hung pid "), "{hung}");
+    assert!(hung.ends_with(" ms (watchdogMs 500)"), "{hung}");
+    drop(events);
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+/// Inotify watches the supervisor holds (Linux: `inotify wd:` lines in its fds' fdinfo).
+fn inotify_watches(pid: i32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn a_deleted_service_is_no_longer_watched() {
+    let t = TestDir::new();
+    for dir in ["app/a", "app/b", "other"] {
+        std::fs::create_dir_all(t.path().join(dir)).expect("mkdir");
+    }
+    let config = t.config(json!([
+        {"name": "dev", "script": fixture("guarded.py"), "args": ["plain"], "watch": ["app"]},
+        {"name": "keep", "script": fixture("guarded.py"), "args": ["plain"], "watch": ["other"]}
+    ]));
+    let mut sup = t.run(&config);
+    t.wait_event("dev", "start");
+    t.wait_event("keep", "start");
+    // app, app/a, app/b and other.
+    assert_eq!(inotify_watches(sup.pid()), 4);
+    assert!(cli(&t, &["delete", "dev"]).contains("dev #1: deleted"));
+    poll(PATIENCE, || (inotify_watches(sup.pid()) == 1).then_some(()))
+        .unwrap_or_else(|| panic!("{} inotify watches left", inotify_watches(sup.pid())));
+    t.write("app/a/x.py", "1");
+    // The other service still is watched.
+    t.write("other/y.py", "1");
+    poll(PATIENCE, || {
+        (events_of(&t, "keep", "start").len() >= 2).then_some(())
+    })
+    .expect("keep restarted");
+    assert_eq!(events_of(&t, "dev", "start").len(), 1, "{:?}", t.events());
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn reload_follows_a_changed_watch_and_forgets_a_removed_service() {
+    let t = TestDir::new();
+    for dir in ["a", "b", "gone"] {
+        std::fs::create_dir_all(t.path().join(dir)).expect("mkdir");
+    }
+    let spec = |name: &str, watch: &str| json!({"name": name, "script": fixture("guarded.py"), "args": ["plain"], "watch": [watch]});
+    let config = t.config(json!([spec("dev", "a"), spec("gone", "gone")]));
+    let mut sup = t.run(&config);
+    t.wait_event("dev", "start");
+    assert_eq!(inotify_watches(sup.pid()), 2);
+    t.config(json!([spec("dev", "b")]));
+    let out = cli(&t, &["reload"]);
+    assert!(out.contains("changed  dev #1"), "{out}");
+    assert!(out.contains("removed  gone #2"), "{out}");
+    poll(PATIENCE, || {
+        (events_of(&t, "dev", "start").len() >= 2).then_some(())
+    })
+    .expect("dev relaunched by the reload");
+    assert_eq!(inotify_watches(sup.pid()), 1, "only b");
+    // An edit in the old folder starts nothing; one in the new folder restarts it.
+    t.write("a/x.py", "1");
+    t.write("gone/x.py", "1");
+    let early = poll(Duration::from_secs(1), || {
+        (events_of(&t, "dev", "start").len() > 2).then_some(())
+    });
+    assert!(early.is_none(), "restarted by a/: {:?}", t.events());
+    t.write("b/x.py", "1");
+    poll(PATIENCE, || {
+        (events_of(&t, "dev", "start").len() >= 3).then_some(())
+    })
+    .expect("restarted by an edit in b/");
+    assert_eq!(events_of(&t, "gone", "start").len(), 1);
+    sup.signal(Signal::SIGTERM);
+    assert_eq!(sup.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+}
+
 fn fixtures_file(name: &str) -> std::path::PathBuf {
     crate::support::fixtures().join(name)
 }

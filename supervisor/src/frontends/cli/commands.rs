@@ -39,7 +39,7 @@ pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
                 text: state_text(r),
                 colour: colour.then(|| state_colour(r.state)),
             },
-            Cell::plain(r.restarts.to_string()),
+            Cell::plain(restarts_text(r)),
             Cell::plain(r.uptime_ms.map_or("-".into(), human_ms)),
             Cell::plain(r.cpu.map_or("-".into(), |c| format!("{c:.1}%"))),
             Cell::plain(r.memory.map_or("-".into(), human_bytes)),
@@ -49,13 +49,38 @@ pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A state as `ls` shows it: `running (ready)`, `waiting (2s to restart)`.
+/// A state as `ls` shows it: `running (ready)`, `waiting (2s to restart)`, `waiting for db`.
 fn state_text(r: &Row) -> String {
+    if !r.waiting_for.is_empty() && r.pid.is_none() {
+        return format!("waiting for {}", r.waiting_for.join(", "));
+    }
     match (r.state, r.restart_in_ms) {
         (State::Waiting, Some(ms)) => format!("waiting ({} to restart)", human_ms(ms)),
         (State::Running, _) if r.ready => "running (ready)".to_owned(),
         (s, _) => state_name(s),
     }
+}
+
+/// Restarts as `ls` shows them, with those the supervisor decided on its own: `3 (1 hung,
+/// 1 memory)`.
+fn restarts_text(r: &Row) -> String {
+    let guards = guard_counts(r);
+    match guards.is_empty() {
+        true => r.restarts.to_string(),
+        false => format!("{} ({guards})", r.restarts),
+    }
+}
+
+/// `1 hung, 2 memory`: the restarts for a hang and for memory; empty when none.
+fn guard_counts(r: &Row) -> String {
+    let mut out = Vec::new();
+    if r.hangs > 0 {
+        out.push(format!("{} hung", r.hangs));
+    }
+    if r.memory_restarts > 0 {
+        out.push(format!("{} memory", r.memory_restarts));
+    }
+    out.join(", ")
 }
 
 /// Colours only for a terminal, and never when NO_COLOR is set to anything non-empty
@@ -288,12 +313,67 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         field("started", ago(t));
     }
     field("uptime", r.uptime_ms.map_or("-".into(), human_ms));
+    let guards = guard_counts(r);
+    let guards = match guards.is_empty() {
+        true => String::new(),
+        false => format!(", {guards}"),
+    };
     field(
         "restarts",
-        format!("{} ({} crashes in a row)", r.restarts, r.crashes),
+        format!("{} ({} crashes in a row{guards})", r.restarts, r.crashes),
     );
     field("cpu", r.cpu.map_or("-".into(), |c| format!("{c:.1}%")));
-    field("memory", r.memory.map_or("-".into(), human_bytes));
+    let memory = r.memory.map_or("-".into(), human_bytes);
+    match r.max_memory {
+        None => field("memory", memory),
+        Some(max) => field(
+            "memory",
+            format!(
+                "{memory} of maxMemory {} ({} above it)",
+                human_bytes(max),
+                times(r.memory_restarts, "restart", "restarts")
+            ),
+        ),
+    }
+    if let Some(w) = r.watchdog_ms {
+        field(
+            "watchdog",
+            format!(
+                "heartbeat every {} at least ({})",
+                human_ms(w),
+                times(r.hangs, "hang", "hangs")
+            ),
+        );
+    }
+    if !r.depends_on.is_empty() {
+        let waiting = match r.waiting_for.is_empty() {
+            true => String::new(),
+            false => format!(" (waiting for {})", r.waiting_for.join(", ")),
+        };
+        field(
+            "depends on",
+            format!("{}{waiting}", r.depends_on.join(", ")),
+        );
+    }
+    if r.watch {
+        let paths: Vec<&str> = d
+            .spec
+            .get("watch")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        field(
+            "watch",
+            match paths.is_empty() {
+                true => "on".to_owned(),
+                false => paths.join(", "),
+            },
+        );
+    }
+    if let Some(g) = &r.last_guard {
+        let when = humantime::parse_rfc3339_weak(&g.time).map_or(g.time.clone(), &ago);
+        field("last guard", format!("{} {when}: {}", g.why, g.detail));
+    }
     let s = &d.spec;
     let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
     field("script", text("script"));
@@ -358,6 +438,14 @@ fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
         );
     }
     o
+}
+
+/// `1 hang`, `0 hangs`.
+fn times(n: u32, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
 }
 
 fn timestamp(t: SystemTime) -> String {
@@ -476,8 +564,22 @@ fn event_text(e: &Event) -> String {
             )
         }
         EventKind::Message { pid, data } => format!("message pid {pid}: {data}"),
-        #[allow(unreachable_patterns)]
-        other => serde_json::to_string(other).unwrap_or_default(),
+        EventKind::Hung {
+            pid,
+            silence_ms,
+            watchdog_ms,
+        } => format!("hung pid {pid}: no heartbeat for {silence_ms} ms (watchdogMs {watchdog_ms})"),
+        EventKind::Memory {
+            pid,
+            rss,
+            max_memory,
+            for_ms,
+        } => format!(
+            "memory pid {pid}: {} above maxMemory {} for {}",
+            human_bytes(*rss),
+            human_bytes(*max_memory),
+            human_ms(*for_ms)
+        ),
     };
     format!("{who} {what}")
 }
@@ -546,5 +648,64 @@ fn human_bytes(b: u64) -> String {
         0..=1023 => format!("{b}B"),
         1024..=1_048_575 => format!("{:.1}KB", b as f64 / 1024.0),
         _ => format!("{:.1}MB", b as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn row(fields: Value) -> Row {
+        let mut r = json!({
+            "id": 1, "name": "api", "pid": null, "state": "starting", "ready": false,
+            "restarts": 3, "crashes": 0, "uptime_ms": null, "memory": null,
+        });
+        if let (Some(r), Some(f)) = (r.as_object_mut(), fields.as_object()) {
+            r.extend(f.clone());
+        }
+        serde_json::from_value(r).expect("a row")
+    }
+
+    #[test]
+    fn ls_says_what_a_service_waits_for_and_which_restarts_were_guards() {
+        let waiting = row(json!({"depends_on": ["db", "cache"], "waiting_for": ["db", "cache"]}));
+        assert_eq!(state_text(&waiting), "waiting for db, cache");
+        assert_eq!(restarts_text(&waiting), "3");
+        let guarded = row(json!({"pid": 7, "state": "running", "hangs": 1, "memory_restarts": 2}));
+        assert_eq!(state_text(&guarded), "running");
+        assert_eq!(restarts_text(&guarded), "3 (1 hung, 2 memory)");
+    }
+
+    #[test]
+    fn hung_and_memory_events_read_as_sentences() {
+        let event = |kind| {
+            event_text(&Event::Service(crate::supervisor::Event {
+                time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                id: 2,
+                name: Some("idx".into()),
+                kind,
+            }))
+        };
+        assert_eq!(
+            event(EventKind::Hung {
+                pid: 42,
+                silence_ms: 1040,
+                watchdog_ms: 1000
+            }),
+            "2023-11-14T22:13:20.000Z idx #2 hung pid 42: no heartbeat for 1040 ms (watchdogMs 1000)"
+        );
+        assert_eq!(
+            event(EventKind::Memory {
+                pid: 42,
+                rss: 600 << 20,
+                max_memory: 500 << 20,
+                for_ms: 3000
+            }),
+            "2023-11-14T22:13:20.000Z idx #2 memory pid 42: 600.0MB above maxMemory 500.0MB for 3s"
+        );
     }
 }

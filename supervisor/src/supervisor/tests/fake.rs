@@ -81,6 +81,8 @@ pub(super) struct Fake {
     pub(super) rss_reads: usize,
     /// What was handed to the watcher.
     pub(super) watched: Vec<(ServiceId, Vec<std::path::PathBuf>)>,
+    /// Services whose watching was given up, in order.
+    pub(super) unwatched: Vec<ServiceId>,
 }
 
 impl Fake {
@@ -104,6 +106,7 @@ impl Fake {
             rss: HashMap::new(),
             rss_reads: 0,
             watched: Vec::new(),
+            unwatched: Vec::new(),
         }
     }
 
@@ -225,6 +228,10 @@ impl Effects for Fake {
     fn watch(&mut self, id: ServiceId, spec: &ServiceSpec) -> Result<(), String> {
         self.watched.push((id, spec.watch.clone()));
         Ok(())
+    }
+
+    fn unwatch(&mut self, id: ServiceId) {
+        self.unwatched.push(id);
     }
 }
 

@@ -291,3 +291,65 @@ fn watch_changes_are_debounced_into_one_restart() {
     s.advance(400 * MS);
     assert_eq!(s.fx().spawned.len(), 2);
 }
+
+#[test]
+fn a_deleted_watched_service_is_no_longer_watched_and_a_change_starts_nothing() {
+    let mut s = Sup::new();
+    let dev = s.start(ServiceSpec {
+        watch: vec!["/srv".into()],
+        ..spec("dev")
+    });
+    let plain = s.start(spec("plain"));
+    let p = s.proc(dev.id);
+    let _reply = s.ask(|tx| Request::Delete(Services::Id(dev.id), tx));
+    assert_eq!(s.fx().unwatched, [dev.id], "given up as the delete begins");
+    // A change the watcher had already seen arrives late: nothing is started.
+    s.actor.files_changed(dev.id, "/srv/a.js".into());
+    s.exit(p.pid, code(0));
+    s.advance(400 * MS);
+    assert_eq!(s.fx().spawned.len(), 2);
+    // A service that never watched is not handed to the watcher on delete.
+    let _reply = s.ask(|tx| Request::Delete(Services::Id(plain.id), tx));
+    assert_eq!(s.fx().unwatched, [dev.id]);
+}
+
+#[test]
+fn reload_rewatches_a_changed_watch_and_unwatches_a_removed_or_dropped_one() {
+    let mut s = Sup::new();
+    let w = |name: &str, path: &str| ServiceSpec {
+        watch: vec![path.into()],
+        ..spec(name)
+    };
+    let mut first = s.ask(|tx| {
+        Request::Reload(
+            vec![
+                w("moved", "/srv/a"),
+                w("same", "/srv/s"),
+                w("dropped", "/srv/d"),
+                w("gone", "/srv/g"),
+            ],
+            tx,
+        )
+    });
+    let ids: Vec<u64> = first
+        .try_recv()
+        .expect("at once")
+        .expect("ok")
+        .added
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let (moved, same, dropped, gone) = (ids[0], ids[1], ids[2], ids[3]);
+    s.fx().watched.clear();
+    let _reply = s.ask(|tx| {
+        Request::Reload(
+            vec![w("moved", "/srv/b"), w("same", "/srv/s"), spec("dropped")],
+            tx,
+        )
+    });
+    assert_eq!(s.fx().watched, [(moved, vec!["/srv/b".into()])]);
+    let mut unwatched = s.fx().unwatched.clone();
+    unwatched.sort_unstable();
+    assert_eq!(unwatched, [dropped, gone]);
+    assert!(!s.fx().unwatched.contains(&same));
+}

@@ -308,6 +308,78 @@ fn the_screen_shows_every_service_and_the_selected_log() {
 }
 
 #[test]
+fn the_screen_shows_waiting_for_dependencies_guard_restarts_and_the_selected_guards() {
+    let mut api = row(0, "api", "running", Some(4242));
+    for (k, v) in [
+        ("watchdog_ms", json!(1000)),
+        ("max_memory", json!(500u64 << 20)),
+        ("hangs", json!(2)),
+        ("memory_restarts", json!(1)),
+        ("depends_on", json!(["db"])),
+        ("watch", json!(true)),
+        (
+            "last_guard",
+            json!({"why": "hung", "time": "2026-11-30T09:12:03.456Z",
+                   "detail": "no heartbeat for 1040 ms"}),
+        ),
+    ] {
+        let mut v0 = serde_json::to_value(&api).expect("row json");
+        v0[k] = v;
+        api = serde_json::from_value(v0).expect("a row");
+    }
+    let mut web = row(1, "web", "starting", None);
+    web.depends_on = vec!["api".into(), "db".into()];
+    web.waiting_for = vec!["db".into()];
+    let app = app_with(vec![api, web, row(2, "db", "stopped", None)]);
+    let (lines, buf) = screen(&app, 120, 30);
+    let text = lines.join("\n");
+    let api_row = lines
+        .iter()
+        .find(|l| l.contains("4242"))
+        .expect("api's row");
+    assert!(api_row.contains("2 h2 m1"), "{api_row}");
+    let web_row = lines
+        .iter()
+        .find(|l| l.contains("│ 1 "))
+        .expect("web's row");
+    assert!(web_row.contains("after db"), "{web_row}");
+    // The selected service's guards, at the foot of its pane.
+    let foot = lines
+        .iter()
+        .position(|l| l.contains("watchdog 1s (2 hung)"))
+        .unwrap_or_else(|| panic!("no guards line:\n{text}"));
+    for want in [
+        "maxMemory 500.0M (1 over)",
+        "after db",
+        "watch",
+        "last: hung 09:12:03, no heartbeat for 1040 ms",
+    ] {
+        assert!(lines[foot].contains(want), "{want:?}: {}", lines[foot]);
+    }
+    assert_eq!(foot, 28, "on the pane's bottom border, above the keys");
+    let x = lines[foot].find("watchdog").expect("guards");
+    let x = lines[foot][..x].chars().count() as u16;
+    assert_eq!(buf[(x, foot as u16)].fg, ratatui::style::Color::Yellow);
+    // Counts only once there are some.
+    let mut quiet = app.rows[0].clone();
+    (quiet.hangs, quiet.memory_restarts, quiet.last_guard) = (0, 0, None);
+    let quiet = app_with(vec![quiet]);
+    let (lines, _) = screen(&quiet, 120, 30);
+    let foot = lines
+        .iter()
+        .find(|l| l.contains("watchdog"))
+        .expect("guards");
+    assert!(
+        foot.contains("watchdog 1s · maxMemory 500.0M · after db · watch "),
+        "{foot}"
+    );
+    // A service without guards has no such line.
+    let plain = app_with(vec![row(0, "plain", "running", Some(7))]);
+    let (lines, _) = screen(&plain, 120, 30);
+    assert!(!lines.join("\n").contains("watchdog"));
+}
+
+#[test]
 fn a_console_service_gets_a_note_until_its_lines_come() {
     let mut app = app_with(vec![row(3, "con", "running", Some(9))]);
     let (lines, _) = screen(&app, 100, 20);

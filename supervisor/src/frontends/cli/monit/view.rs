@@ -147,13 +147,60 @@ pub(super) fn percent(p: Option<f64>) -> String {
     }
 }
 
-/// The state column: `ready` (running and said so), `waiting 5s` (to restart).
+/// The state column: `ready` (running and said so), `waiting 5s` (to restart), `after db`
+/// (waiting for its dependencies).
 pub(super) fn state_text(r: &Row) -> String {
+    if !r.waiting_for.is_empty() && r.pid.is_none() {
+        return format!("after {}", r.waiting_for.join(","));
+    }
     match (r.state, r.restart_in_ms) {
         (State::Running, _) if r.ready => "ready".into(),
         (State::Waiting, Some(ms)) => format!("waiting {}", coarse(ms)),
         (s, _) => state_word(s).into(),
     }
+}
+
+/// The restarts column: `3`, with those for a hang and over `maxMemory`: `3 h1 m2`.
+pub(super) fn restarts_text(r: &Row) -> String {
+    let mut out = r.restarts.to_string();
+    if r.hangs > 0 {
+        out.push_str(&format!(" h{}", r.hangs));
+    }
+    if r.memory_restarts > 0 {
+        out.push_str(&format!(" m{}", r.memory_restarts));
+    }
+    out
+}
+
+/// The selected service's guards in brief, for the foot of its pane (counts once there are
+/// some): `watchdog 1s (2 hung) · maxMemory 500.0M (1 over) · after db · watch · last: hung
+/// 09:12:03, no heartbeat for 1040 ms`. None without any.
+pub(super) fn guards_text(r: &Row) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(ms) = r.watchdog_ms {
+        parts.push(match r.hangs {
+            0 => format!("watchdog {}", uptime(ms)),
+            n => format!("watchdog {} ({n} hung)", uptime(ms)),
+        });
+    }
+    if let Some(max) = r.max_memory {
+        parts.push(match r.memory_restarts {
+            0 => format!("maxMemory {}", bytes(max)),
+            n => format!("maxMemory {} ({n} over)", bytes(max)),
+        });
+    }
+    if !r.depends_on.is_empty() {
+        parts.push(format!("after {}", r.depends_on.join(",")));
+    }
+    if r.watch {
+        parts.push("watch".into());
+    }
+    if let Some(g) = &r.last_guard {
+        // `2026-11-30T09:12:03.456Z`: the time of day is enough here.
+        let time = g.time.get(11..19).unwrap_or(&g.time);
+        parts.push(format!("last: {} {time}, {}", g.why, g.detail));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 fn state_colour(s: State) -> Color {
@@ -253,8 +300,10 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect) {
             Span::raw(r.pid.map_or("-".into(), |p| p.to_string())),
             Span::raw(r.uptime_ms.map_or("-".into(), uptime)),
             Span::styled(
-                r.restarts.to_string(),
-                if r.crashes > 0 {
+                restarts_text(r),
+                if r.hangs > 0 || r.memory_restarts > 0 {
+                    fg(app, Color::Red)
+                } else if r.crashes > 0 {
                     fg(app, Color::Yellow)
                 } else {
                     Style::new()
@@ -358,10 +407,14 @@ fn draw_log(f: &mut Frame, app: &App, area: Rect) {
     } else {
         (format!(" {name} "), Vec::new())
     };
-    f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(clean(&title))),
-        area,
-    );
+    let mut block = Block::bordered().title(clean(&title));
+    if let Some(guards) = guards_text(row) {
+        block = block.title_bottom(Line::styled(
+            format!(" {} ", clean(&guards)),
+            fg(app, Color::Yellow),
+        ));
+    }
+    f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// A path as the title shows it: relative to the working folder when it is below it.
@@ -405,7 +458,7 @@ fn draw_keys(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_help(f: &mut Frame, area: Rect) {
-    const HELP: [&str; 12] = [
+    const HELP: [&str; 14] = [
         "↑ ↓  j k   select a service",
         "g G        first, last",
         "r          restart it",
@@ -416,6 +469,8 @@ fn draw_help(f: &mut Frame, area: Rect) {
         "",
         "ready: running, and it said it is ready",
         "waiting: crashed, restarts after the delay",
+        "after db: waits for db to be up (dependsOn)",
+        "restarts 3 h1 m1: 1 of them hung, 1 over maxMemory",
         "cpu, memory: as `ls` shows them; their history",
         "  one sample a second, the newest at the right",
     ];
