@@ -111,6 +111,31 @@ export interface ServiceRow {
   cpu?: number | null
   /** Its log file, or null for the supervisor's stdout. */
   log: string | null
+  /** Its `watchdogMs` (only for a service with a watchdog). */
+  watchdog_ms?: number
+  /** Its `maxMemory` in bytes (only for a service with a memory ceiling). */
+  max_memory?: number
+  /** Its `dependsOn` (only when it has some). */
+  depends_on?: string[]
+  /** The services of `dependsOn` not up yet, while it waits for them to start. */
+  waiting_for?: string[]
+  /** Whether watch mode restarts it (only when it does). */
+  watch?: boolean
+  /** Times the watchdog found it hung and restarted it (left out while 0). */
+  hangs?: number
+  /** Times it was restarted for staying above `maxMemory` (left out while 0). */
+  memory_restarts?: number
+  /** The last restart the supervisor decided on its own (left out while there is none). */
+  last_guard?: GuardRestart
+}
+
+/** A restart the supervisor decided on its own (ServiceRow.last_guard). */
+export interface GuardRestart {
+  why: 'hung' | 'memory' | 'watch'
+  /** RFC 3339 UTC time with milliseconds. */
+  time: string
+  /** What it saw: `no heartbeat for 1040 ms`, `RSS 612.0 MiB`, `src/app.js`. */
+  detail: string
 }
 
 interface EventBase {
@@ -138,12 +163,17 @@ export interface LaunchFailedEvent extends EventBase { event: 'launch_failed'; e
 export interface RestartingEvent extends EventBase { event: 'restarting'; in_ms: number; crashes?: number }
 /** Data a service sent (`process.send(data)`, or `pm.send(data)` in the child SDK), exactly as sent. */
 export interface MessageEvent extends EventBase { event: 'message'; pid: number; data: JsonValue }
+/** The watchdog found the process hung: no heartbeat for `silence_ms` (`watchdogMs`: `watchdog_ms`); a `stopping` event follows. */
+export interface HungEvent extends EventBase { event: 'hung'; pid: number; silence_ms: number; watchdog_ms: number }
+/** The process group stayed above `maxMemory` (`max_memory` bytes) for `for_ms`, at `rss` bytes; a `stopping` event follows. */
+export interface MemoryEvent extends EventBase { event: 'memory'; pid: number; rss: number; max_memory: number; for_ms: number }
 /** Events were dropped because this process did not read them fast enough. */
 export interface LaggedEvent { type: 'event'; event: 'lagged'; missed: number }
 
 /** Every event the supervisor pushes (protocol.md section 8.3). */
 export type ServiceEvent =
-  | StartedEvent | ReadyEvent | StoppingEvent | ExitedEvent | LaunchFailedEvent | RestartingEvent | MessageEvent | LaggedEvent
+  | StartedEvent | ReadyEvent | StoppingEvent | ExitedEvent | LaunchFailedEvent | RestartingEvent | MessageEvent
+  | HungEvent | MemoryEvent | LaggedEvent
 
 /** The supervisor process ended. `expected`: by shutdown() or this process exiting. */
 export interface CloseInfo {
@@ -164,6 +194,8 @@ export interface ManagerEvents {
   launch_failed: (e: LaunchFailedEvent) => void
   restarting: (e: RestartingEvent) => void
   message: (e: MessageEvent) => void
+  hung: (e: HungEvent) => void
+  memory: (e: MemoryEvent) => void
   lagged: (e: LaggedEvent) => void
   close: (info: CloseInfo) => void
 }

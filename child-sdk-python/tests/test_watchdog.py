@@ -226,8 +226,9 @@ def test_uvicorn_under_load_is_never_silent_and_a_blocked_loop_is(services: Any,
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=PATIENCE) as c:
         count = len(s.beats())
         assert c.get(f"http://app/block?ms={BLOCK_MS}").text == "blocked"
-    start_b, end_b = s.data_at("blocking"), s.data_at("unblocked")
-    assert start_b is not None and end_b is not None
+    # The channel's data may come a moment after the HTTP response.
+    start_b = poll(lambda: s.data_at("blocking"), PATIENCE, "the block's start")
+    end_b = poll(lambda: s.data_at("unblocked"), PATIENCE, "the block's end")
     beats = s.wait_beats(count + 2)
     silent = [round((at - start_b) * 1000) for at in beats if inside_block(at, start_b)]
     assert silent == [], f"heartbeats {silent} ms into a {BLOCK_MS} ms block of uvicorn's loop"

@@ -29,6 +29,10 @@ async function main(): Promise<void> {
   })
   pm.on('exited', (e: ExitedEvent) => void e.requested)
   pm.on('message', (e) => void e.pid)
+  pm.on('hung', (e) => void (e.silence_ms - e.watchdog_ms)).on('memory', (e) => void (e.rss > e.max_memory))
+  const hangs: number = rows[0].hangs ?? 0
+  const why: 'hung' | 'memory' | 'watch' | undefined = rows[0].last_guard?.why
+  void hangs, why
   pm.onstopping(async () => {})
   pm.unref()
 
