@@ -31,7 +31,7 @@
 //! | [`start_time`], [`KNOWS_START_TIMES`], [`LiveGroups`] | a process named for good; which groups still run |
 //! | [`signal_tagged`], [`kill_tagged`] | every process whose service tag matches, signalled without hitting a recycled pid |
 //! | [`group_usage`], [`GroupUsage`] | CPU time and resident memory of process groups, in one scan |
-//! | [`rss`], [`group_rss`], [`GroupSampler`] | resident memory of a process; of whole process groups, in one pass (sampled: members found by a full pass every 10 s) |
+//! | [`group_rss`], [`GroupSampler`] | resident memory of whole process groups for `maxMemory`, in one pass (sampled: members found by a full pass every 10 s, only they read in between) |
 //! | [`prepare_supervisor`] | fds 0-2 open, inherited fds close-on-exec, subreaper where there is one |
 //! | [`new_session`] | a child in a session of its own (whole group signalled), with its channel on fd 3 |
 //! | [`enlarge_pipe`], [`set_nonblocking`] | output pipes with room for bursts; non-blocking reads |
