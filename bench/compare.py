@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from marks import kill_marked, marked, wait_exited, wait_for
+from marks import kill_marked, marked, usage, wait_exited, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "bench", ".tools")
@@ -46,7 +46,6 @@ N = int(os.environ.get("BENCH_CHILDREN", "50"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "30"))
 ALL_TOOLS = ["pm-supervisor", "pm2", "supervisord"]
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg):
@@ -55,14 +54,6 @@ def log(msg):
 
 # ---------------------------------------------------------------- processes
 
-
-def usage(pid):
-    """(CPU seconds, RSS bytes) of one process (threads included, children not)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
-    return (int(fields[11]) + int(fields[12])) / TICK, rss
 
 
 def ready_pids(path, n):

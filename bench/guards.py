@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from marks import kill_marked, wait_for
+from marks import kill_marked, usage, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PM = os.environ.get("PM_BIN", os.path.join(ROOT, "target/release/pm-supervisor"))
@@ -22,16 +22,7 @@ CHILD = os.path.join(ROOT, "bench", "children", "heartbeat.sh")
 N = int(os.environ.get("BENCH_CHILDREN", "50"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "20"))
-TICK = os.sysconf("SC_CLK_TCK")
 
-
-def usage(pid):
-    """(CPU seconds, RSS bytes) of one process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
-    return (int(fields[11]) + int(fields[12])) / TICK, rss
 
 
 def ready(path, n):

@@ -1,4 +1,5 @@
-"""Finding a benchmark run's processes by a mark in their environment, and ending them by pid.
+"""Finding a benchmark run's processes by a mark in their environment, ending them by pid, and
+reading what one process uses.
 
 Every process a run starts inherits `PM_BENCH_RUN=<its temp folder>` (or the tests' marker), so
 whatever a tool leaves behind is found and killed, whatever its name or parent.
@@ -82,3 +83,15 @@ def wait_exited(pids, timeout=120.0):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def usage(pid):
+    """(CPU seconds, RSS bytes) of one process (threads included, children not)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+    return (int(fields[11]) + int(fields[12])) / TICK, rss
