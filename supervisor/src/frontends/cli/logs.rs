@@ -266,6 +266,54 @@ fn generations(path: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A file and its rotated files, newest first, each opened and known by its descriptor's
+/// identity; empty when there is no file at `path`. A rotation during the walk shifts names
+/// under it, so the walk counts only if the file at `path` is still the one it began with
+/// (nothing rotated meanwhile); it is walked again otherwise, a bounded number of times.
+fn open_generations(path: &Path) -> Vec<(File, (u64, u64))> {
+    let mut files = Vec::new();
+    for _ in 0..20 {
+        files = walk_generations(path);
+        let still = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        if files.first().map(|(_, id)| *id) == still {
+            break;
+        }
+    }
+    files
+}
+
+/// One walk for [`open_generations`]. Names are walked upwards while a rotation shifts files
+/// upwards too, so a file is met twice (kept once) rather than skipped, and the one name the
+/// writer has freed for a moment is passed over.
+fn walk_generations(path: &Path) -> Vec<(File, (u64, u64))> {
+    let mut files: Vec<(File, (u64, u64))> = Vec::new();
+    let mut missing = 0;
+    for n in 0..=MAX_ROTATED {
+        let name = if n == 0 {
+            path.to_path_buf()
+        } else {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        let Some(opened) = File::open(&name)
+            .ok()
+            .and_then(|f| f.metadata().ok().map(|m| (f, (m.dev(), m.ino()))))
+        else {
+            missing += 1;
+            if n == 0 || missing == 2 {
+                break;
+            }
+            continue;
+        };
+        missing = 0;
+        if !files.iter().any(|(_, id)| *id == opened.1) {
+            files.push(opened);
+        }
+    }
+    files
+}
+
 /// Where `-f` goes on in a file: which file (device, inode) and from which offset.
 #[derive(Debug, Clone, Copy)]
 struct End {
@@ -367,6 +415,9 @@ struct Follow {
 /// A followed file: the open file, where reading goes on, and a line begun but not ended.
 struct Tail {
     file: Option<(File, End)>,
+    /// The file last read to its end while no file was at the name (caught between the
+    /// writer's rename and its create): the files rotated after it are still read.
+    gone: Option<(u64, u64)>,
     partial: Vec<u8>,
 }
 
@@ -409,6 +460,7 @@ impl Follow {
                     p.clone(),
                     Tail {
                         file,
+                        gone: None,
                         partial: Vec::new(),
                     },
                 )
@@ -447,18 +499,23 @@ impl Tail {
     /// `path` is another one (rotated) or shorter (truncated), the new file from its start.
     fn read_new(&mut self, path: &Path) -> Vec<String> {
         let mut lines = Vec::new();
+        // The name is looked at before the old file is read: once it names another file, the
+        // old one gets no more writes, so reading it to its end misses nothing.
         let now = std::fs::metadata(path)
             .ok()
             .map(|m| ((m.dev(), m.ino()), m.len()));
         if let Some((f, end)) = &mut self.file {
             // Whatever the old file got before it was renamed away is still read through it.
+            let read_from = end.offset;
             let mut chunk = Vec::new();
             if f.seek(SeekFrom::Start(end.offset)).is_ok() && f.read_to_end(&mut chunk).is_ok() {
                 end.offset += chunk.len() as u64;
                 take_lines(&mut self.partial, &chunk, &mut lines);
             }
             match now {
-                Some((id, len)) if id == end.id && len < end.offset => {
+                // Shorter than where this read began (the length is from before the read, so
+                // lines written meanwhile do not count as a truncation).
+                Some((id, len)) if id == end.id && len < read_from => {
                     // Truncated: from its start again.
                     end.offset = 0;
                     self.partial.clear();
@@ -473,29 +530,43 @@ impl Tail {
                     }
                     let old = end.id;
                     self.file = None;
-                    // Rotated more than once meanwhile: the files between are read whole.
-                    let gens = generations(path);
-                    if let Some(k) = gens
-                        .iter()
-                        .position(|g| std::fs::metadata(g).is_ok_and(|m| (m.dev(), m.ino()) == old))
-                    {
-                        for between in gens[1..k].iter().rev() {
-                            if let Ok(text) = std::fs::read(between) {
-                                take_lines(&mut self.partial, &text, &mut lines);
-                            }
-                        }
-                    }
+                    return self.switch(path, Some(old), lines);
                 }
             }
         }
-        let Some((id, _)) = now else {
+        if now.is_none() {
             return lines;
-        };
-        if let Ok(f) = File::open(path) {
-            self.file = Some((f, End { id, offset: 0 }));
-            return self.read_again(lines);
         }
-        lines
+        let gone = self.gone.take();
+        self.switch(path, gone, lines)
+    }
+
+    /// Goes on in the file now at `path`, from its start, after the files rotated between `old`
+    /// and it (rotated more than once meanwhile), read whole. Each file is known by the identity
+    /// of the descriptor it was opened as, never by an earlier `stat` of its name: the writer may
+    /// rotate again at any moment, and a name then means another file.
+    fn switch(
+        &mut self,
+        path: &Path,
+        old: Option<(u64, u64)>,
+        mut lines: Vec<String>,
+    ) -> Vec<String> {
+        let mut files = open_generations(path);
+        if files.is_empty() {
+            self.gone = old;
+            return lines;
+        }
+        let (current, id) = files.remove(0);
+        if let Some(k) = old.and_then(|old| files.iter().position(|(_, i)| *i == old)) {
+            for (mut between, _) in files.drain(..k).rev() {
+                let mut text = Vec::new();
+                if between.read_to_end(&mut text).is_ok() {
+                    take_lines(&mut self.partial, &text, &mut lines);
+                }
+            }
+        }
+        self.file = Some((current, End { id, offset: 0 }));
+        self.read_again(lines)
     }
 
     /// Reads the open file from its offset on, after a switch.
@@ -554,6 +625,84 @@ mod tests {
             few.len() < 3
         }));
         assert_eq!(few[2], want[want.len() - 3]);
+    }
+
+    /// A writer rotating as fast as it can while `-f` reads: every line once, in order. The
+    /// follower must never take one file's identity for another's (a stat before the open).
+    #[test]
+    fn a_follower_sees_every_line_once_while_the_file_rotates_under_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.log");
+        std::fs::write(&path, "").expect("create");
+        let id = std::fs::metadata(&path)
+            .map(|m| (m.dev(), m.ino()))
+            .expect("stat");
+        let mut tail = Tail {
+            file: Some((File::open(&path).expect("open"), End { id, offset: 0 })),
+            gone: None,
+            partial: Vec::new(),
+        };
+        const LINES: usize = 20_000;
+        // The writer keeps 40 old files; it waits for a follower more than 20 rotations behind
+        // (a starved test thread), so a line lost is the follower's fault, not the test's.
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = {
+            let path = path.clone();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .expect("open");
+                let mut rotations = 0;
+                for i in 0..LINES {
+                    f.write_all(format!("{i}\n").as_bytes()).expect("write");
+                    if i % 7 == 6 {
+                        let behind = std::time::Instant::now() + Duration::from_secs(10);
+                        while seen.load(std::sync::atomic::Ordering::Relaxed) + 140 < i
+                            && std::time::Instant::now() < behind
+                        {
+                            std::thread::yield_now();
+                        }
+                        // Rotate the way the log writer does: shift the old ones, then a new file.
+                        for n in (1..=rotations.min(40)).rev() {
+                            let _ = std::fs::rename(
+                                format!("{}.{n}", path.display()),
+                                format!("{}.{}", path.display(), n + 1),
+                            );
+                        }
+                        std::fs::rename(&path, format!("{}.1", path.display())).expect("rotate");
+                        f = File::create(&path).expect("new file");
+                        rotations += 1;
+                    }
+                }
+            })
+        };
+        let mut got: Vec<usize> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while got.last() != Some(&(LINES - 1)) && std::time::Instant::now() < deadline {
+            for line in tail.read_new(&path) {
+                got.push(
+                    line.parse()
+                        .unwrap_or_else(|_| panic!("a whole line: {line:?}")),
+                );
+            }
+            seen.store(
+                got.last().copied().unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        writer.join().expect("writer");
+        let first = got.first().copied().unwrap_or(0);
+        let want: Vec<usize> = (first..LINES).collect();
+        if got != want {
+            let at = got.windows(2).position(|w| w[1] != w[0] + 1).unwrap_or(0);
+            let around = &got[at.saturating_sub(10)..(at + 10).min(got.len())];
+            panic!(
+                "{} lines, first gap or repeat at {at}: {around:?}",
+                got.len()
+            );
+        }
     }
 
     #[test]
