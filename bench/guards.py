@@ -22,6 +22,10 @@ CHILD = os.path.join(ROOT, "bench", "children", "heartbeat.sh")
 N = int(os.environ.get("BENCH_CHILDREN", "50"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "20"))
+# BENCH_GUARDS=watchdog or memory measures one guard alone (printed, docs left as they are).
+ONLY = os.environ.get("BENCH_GUARDS", "")
+GUARDS = {k: v for k, v in {"watchdogMs": 1000, "maxMemory": "1G"}.items()
+          if not ONLY or (ONLY == "watchdog") == (k == "watchdogMs")}
 
 
 
@@ -39,7 +43,7 @@ def idle(guarded):
         ready_file = os.path.join(tmp, "ready.txt")
         env = dict(os.environ, PM_BENCH_RUN=tmp, BENCH_READY_FILE=ready_file,
                    PM_RUNTIME_DIR=os.path.join(tmp, "rt"), PM_LOG="warn")
-        extra = {"watchdogMs": 1000, "maxMemory": "1G"} if guarded else {}
+        extra = {k: v for k, v in GUARDS.items() if guarded}
         services = [{"name": f"c{i}", "script": CHILD, "restartAt": [], **extra} for i in range(N)]
         cfg = os.path.join(tmp, "services.json")
         with open(cfg, "w") as f:
@@ -88,6 +92,9 @@ def main():
         lines.append(f"| {N}, {what} | {fmt(cpu)} | {fmt(cpu, 100 / IDLE_SECONDS, 2)} | "
                      f"{fmt(rss, 1 / 2**20, 1)} |")
     out = "\n".join(lines) + "\n"
+    if ONLY:
+        print(out.replace("watchdogMs 1000 and maxMemory 1G", f"only {ONLY}"))
+        return
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "benchmarks-guards.md"), "w") as f:
         f.write(out)

@@ -2,6 +2,7 @@
 //! flags (see [`super`] for what each guarantee rests on).
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -151,29 +152,68 @@ pub(crate) fn group_rss(groups: &[i32]) -> HashMap<i32, u64> {
 
 /// [`group_rss`] once a second at a bounded cost: the members of each group are found by a
 /// pass over all of `/proc` every [`GroupSampler::RESCAN`] (and when a group is new to it);
-/// in between, only the known members' `stat` is read (a member that left the group or exited
-/// drops out). A process that joins a group is counted from the next full pass.
+/// in between, only the known members' `stat` is read, through a descriptor held open since the
+/// pass (one `pread`, no path walk; it names that process for good, so a reused pid is never
+/// read). A member that left the group or exited drops out; a process that joins a group is
+/// counted from the next full pass.
 #[derive(Debug, Default)]
 pub(crate) struct GroupSampler {
-    members: HashMap<i32, Vec<i32>>,
+    members: HashMap<i32, Vec<Member>>,
+    /// Descriptors held, at most [`GroupSampler::HELD`].
+    held: usize,
     scanned: Option<std::time::Instant>,
+}
+
+/// A known member of a sampled group.
+#[derive(Debug)]
+struct Member {
+    pid: i32,
+    /// Its `/proc/<pid>/stat` (`statm` for the group's leader), open; None past
+    /// [`GroupSampler::HELD`] (read by path).
+    file: Option<std::fs::File>,
+}
+
+impl Member {
+    /// Its resident pages, if it is still a live member of group `g`.
+    fn rss_pages(&self, g: i32) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 1024];
+        match &self.file {
+            // The leader: a service is a session leader, which cannot leave its group, so the
+            // much cheaper `statm` does (a zombie's reads 0; one reaped fails).
+            Some(f) if self.pid == g => {
+                let n = f.read_at(&mut buf, 0).ok()?;
+                let text = std::str::from_utf8(&buf[..n]).ok()?;
+                return text.split_ascii_whitespace().nth(1)?.parse().ok();
+            }
+            Some(f) => {
+                let n = f.read_at(&mut buf, 0).ok()?;
+                parse_stat(&buf[..n]).filter(|st| st.pgid == g && st.state != b'Z')
+            }
+            None => stat(self.pid).filter(|st| st.pgid == g && st.state != b'Z'),
+        }
+        .map(|st| st.rss_pages)
+    }
 }
 
 impl GroupSampler {
     /// How often every process is looked at.
     pub(crate) const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Descriptors held open at most: a service that forks thousands of workers costs reads by
+    /// path, never the supervisor's descriptors.
+    const HELD: usize = 256;
 
     /// Total RSS of each of `groups` at `now`.
     pub(crate) fn sample(&mut self, groups: &[i32], now: std::time::Instant) -> HashMap<i32, u64> {
         let mut out = HashMap::new();
         if groups.is_empty() {
             self.members.clear();
+            self.held = 0;
             return out;
         }
         // SAFETY: sysconf has no preconditions.
         let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let wanted: HashSet<i32> = groups.iter().copied().collect();
-        self.members.retain(|g, _| wanted.contains(g));
         let due = self
             .scanned
             .is_none_or(|t| now.saturating_duration_since(t) >= Self::RESCAN)
@@ -181,24 +221,50 @@ impl GroupSampler {
         if due {
             self.scanned = Some(now);
             self.members = groups.iter().map(|&g| (g, Vec::new())).collect();
+            self.held = 0;
             for pid in all_pids() {
-                let Some(st) = stat(pid) else { continue };
+                let path = format!("/proc/{pid}/stat");
+                let Ok(f) = std::fs::File::open(&path) else {
+                    continue;
+                };
+                let mut text = Vec::with_capacity(512);
+                if (&f).read_to_end(&mut text).is_err() {
+                    continue;
+                }
+                let Some(st) = parse_stat(&text) else {
+                    continue;
+                };
                 if st.state != b'Z' && wanted.contains(&st.pgid) {
                     *out.entry(st.pgid).or_insert(0) += st.rss_pages * page;
-                    self.members.entry(st.pgid).or_default().push(pid);
+                    let file = if self.held >= Self::HELD {
+                        None
+                    } else if pid == st.pgid {
+                        std::fs::File::open(format!("/proc/{pid}/statm")).ok()
+                    } else {
+                        Some(f)
+                    };
+                    self.held += usize::from(file.is_some());
+                    self.members
+                        .entry(st.pgid)
+                        .or_default()
+                        .push(Member { pid, file });
                 }
             }
             return out;
         }
-        for (&g, pids) in &mut self.members {
-            pids.retain(|&pid| match stat(pid) {
-                Some(st) if st.pgid == g && st.state != b'Z' => {
-                    *out.entry(g).or_insert(0) += st.rss_pages * page;
+        self.members.retain(|g, _| wanted.contains(g));
+        let mut held = 0;
+        for (&g, members) in &mut self.members {
+            members.retain(|m| match m.rss_pages(g) {
+                Some(pages) => {
+                    *out.entry(g).or_insert(0) += pages * page;
                     true
                 }
-                _ => false,
+                None => false,
             });
+            held += members.iter().filter(|m| m.file.is_some()).count();
         }
+        self.held = held;
         out
     }
 }
@@ -426,6 +492,29 @@ mod tests {
         let again = sampler.sample(&[me], t0 + std::time::Duration::from_secs(1));
         assert!(again.get(&me).is_some_and(|&t| t > 0));
         assert!(sampler.sample(&[], t0).is_empty());
+    }
+
+    #[test]
+    fn the_sampler_reads_members_through_held_descriptors_and_drops_the_gone() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = child.id() as i32;
+        let mut sampler = GroupSampler::default();
+        let t0 = std::time::Instant::now();
+        let first = sampler.sample(&[pgid], t0);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(first.get(&pgid).is_some_and(|&t| t > 0), "{first:?}");
+        assert_eq!(sampler.held, 1);
+        // Between full passes: the member is read through its descriptor, which says it is gone
+        // (whatever process may take the pid by now is never read as it).
+        let after = sampler.sample(&[pgid], t0 + std::time::Duration::from_secs(1));
+        assert_eq!(after.get(&pgid), None, "{after:?}");
+        assert_eq!(sampler.held, 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pm_child::protocol::{self, StopReason, ToChild};
 use tokio::sync::{broadcast, oneshot};
@@ -42,7 +42,7 @@ pub(super) struct Actor<E: Effects> {
     pub(super) memory_at: Option<Instant>,
     /// Stops waiting for their dependents to be gone.
     pub(super) held_stops: HeldStops,
-    /// When the actor started: the watchdog's grid counts from it.
+    /// When the actor started: the grid of the guards' wakeups counts from it.
     pub(super) epoch: Instant,
 }
 
@@ -64,10 +64,24 @@ impl<E: Effects> Actor<E> {
         }
     }
 
+    /// The first time on the grid of `step` (counted from [`Actor::epoch`]) at or after
+    /// `earliest`. The watchdog's looks and the memory samples fall on it, so that the guards of
+    /// many services share their wakeups (a memory sample falls on a watchdog look's time).
+    pub(super) fn on_grid(&self, earliest: Instant, step: Duration) -> Instant {
+        let since = earliest.saturating_duration_since(self.epoch).as_nanos();
+        let step_ns = step.as_nanos().max(1);
+        let steps = since.div_ceil(step_ns);
+        self.epoch + Duration::from_nanos(u64::try_from(steps * step_ns).unwrap_or(u64::MAX))
+    }
+
     /// Ends a turn of the loop: one state file write however many launches the turn made (a
     /// hundred services start at once). True once shut down: every process is gone.
     pub(super) fn end_turn(&mut self) -> bool {
         let now = self.fx.now();
+        // Awake anyway: timers whose window has begun fire now rather than wake the loop later.
+        if self.timers.window_open(now) {
+            self.timers_due();
+        }
         for svc in self.table.services_mut() {
             svc.touch(now);
         }

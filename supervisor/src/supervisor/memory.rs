@@ -21,11 +21,14 @@ pub(super) const PERIOD: Duration = Duration::from_secs(1);
 pub(super) const SAMPLES: u8 = 3;
 
 impl<E: Effects> Actor<E> {
-    /// Makes sure a sample is due within [`PERIOD`] of `now`.
+    /// Makes sure a sample is due, within 1.5 [`PERIOD`] of `now`: on whole periods of the
+    /// guards' grid, which are times the watchdog's looks can fall on too (one wakeup for both),
+    /// or up to a tenth of a period earlier if the supervisor is awake anyway.
     pub(super) fn schedule_memory(&mut self, now: Instant) {
         if self.memory_at.is_none() {
-            self.memory_at = Some(now + PERIOD);
-            self.timers.at(now + PERIOD, Timer::Memory);
+            let at = self.on_grid(now + PERIOD / 2, PERIOD);
+            self.memory_at = Some(at);
+            self.timers.within(at - PERIOD / 10, at, Timer::Memory);
         }
     }
 

@@ -363,14 +363,24 @@ pub(super) async fn run(
 ) {
     let mut requests_open = true;
     let changes = actor.fx.changes.clone();
+    // One timer, moved only when the earliest deadline moves: most turns (a heartbeat, a log
+    // line) leave it where it is and cost the runtime's timer wheel nothing.
+    let sleep = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         let deadline = actor.next_deadline();
+        if let Some(at) = deadline.filter(|&at| armed != Some(at)) {
+            sleep.as_mut().reset(at.into());
+        }
+        armed = deadline;
         // Exits and deadlines first, then requests, then children's messages: a child that
         // floods its channel can delay neither a stop nor another client's answer.
         tokio::select! {
             biased;
             _ = sigchld.recv() => actor.reap(),
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+            _ = &mut sleep, if deadline.is_some() => {
+                armed = None;
                 actor.timers_due();
             }
             req = rx.recv(), if requests_open => match req {

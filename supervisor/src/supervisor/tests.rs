@@ -148,10 +148,14 @@ impl Sup {
         self.turn();
     }
 
-    /// Time passes; timers due fire.
+    /// Time passes; as in the loop, the timers fire if the earliest deadline has come, and the
+    /// turn ends.
     fn advance(&mut self, d: Duration) {
         self.fx().advance(d);
-        self.actor.timers_due();
+        let now = crate::supervisor::effects::Effects::now(&self.actor.fx);
+        if self.actor.next_deadline().is_some_and(|t| t <= now) {
+            self.actor.timers_due();
+        }
         self.turn();
     }
 

@@ -3,11 +3,12 @@
 //! diagnostic asked for where its `hello` offered one, then the stop sequence, and a restart on
 //! the `restartAt` schedule as after a crash.
 //!
-//! One timer per watched process at a time: each look either finds it hung or moves the next
-//! look past the last heartbeat plus the limit, so heartbeats themselves cost no timer. Looks
-//! fall on a grid of half the [`margin`] (counted from the actor's start), so that the looks of
-//! many services with the same limit share wakeups: 50 services with `watchdogMs: 1000` wake
-//! the supervisor at most 20 times a second, however their heartbeats are phased.
+//! One timer per watched process at a time, moved past the limit by each heartbeat (a move in
+//! an ordered set, no wakeup): the supervisor wakes for a look only at a process gone silent,
+//! so services that keep beating cost no wakeup of their own. A look may come anywhere in a
+//! window (see [`super::timers`]): a supervisor awake anyway takes it then, and only a quiet one
+//! wakes for it, at the window's end. Those ends fall on a grid of half the [`margin`]
+//! ([`Actor::on_grid`]), so that many services going silent at once share their wakeups.
 
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,8 @@ impl Diagnostics {
 pub(crate) struct Heartbeat {
     /// The last heartbeat; None until the first arms the watchdog.
     last: Option<Instant>,
-    /// The time of the one pending look.
-    look_at: Option<Instant>,
+    /// The window of the one pending look.
+    look_at: Option<(Instant, Instant)>,
     /// Found hung: the stop begins at this time (the diagnostic's window).
     stop_at: Option<Instant>,
     /// "not watched" was said.
@@ -76,12 +77,18 @@ pub(super) fn margin(limit: Duration) -> Duration {
 impl<E: Effects> Actor<E> {
     /// Schedules the watchdog's look at service `id`'s process at `at`, unless one is pending.
     pub(super) fn watch_beats_at(&mut self, id: ServiceId, at: Instant) {
+        self.watch_beats_within(id, at, at);
+    }
+
+    /// Schedules the look anywhere from `begins` to `ends` (see [`super::timers`]), unless one
+    /// is pending.
+    fn watch_beats_within(&mut self, id: ServiceId, begins: Instant, ends: Instant) {
         let Some(p) = self.table.get_mut(id).and_then(|s| s.proc.as_mut()) else {
             return;
         };
         if p.beat.look_at.is_none() {
-            p.beat.look_at = Some(at);
-            self.timers.at(at, Timer::Watchdog(p.num));
+            p.beat.look_at = Some((begins, ends));
+            self.timers.within(begins, ends, Timer::Watchdog(p.num));
         }
     }
 
@@ -100,19 +107,23 @@ impl<E: Effects> Actor<E> {
             return;
         }
         p.beat.last = Some(now);
-        let at = self.look_after(now, limit);
-        self.watch_beats_at(id, at);
+        // The pending look moves past this heartbeat: a process that keeps beating is never
+        // looked at, and the supervisor wakes for a look only once one has gone silent.
+        let num = p.num;
+        if let Some((begins, ends)) = p.beat.look_at.take() {
+            self.timers.cancel(begins, ends, Timer::Watchdog(num));
+        }
+        let (begins, ends) = self.look_after(now, limit);
+        self.watch_beats_within(id, begins, ends);
     }
 
-    /// When to look at a process whose last heartbeat was at `last`: on the grid of half the
-    /// margin, after `last + limit` and no later than `last + limit + margin`.
-    fn look_after(&self, last: Instant, limit: Duration) -> Instant {
+    /// When to look at a process whose last heartbeat was at `last`: from half the margin
+    /// after `last + limit` (a heartbeat late by less is not a hang) to the next time on the
+    /// grid of half the margin, no later than `last + limit + margin`.
+    fn look_after(&self, last: Instant, limit: Duration) -> (Instant, Instant) {
         let step = margin(limit) / 2;
-        let earliest = last + limit + step;
-        let since = earliest.saturating_duration_since(self.epoch).as_nanos();
-        let step_ns = step.as_nanos().max(1);
-        let steps = since.div_ceil(step_ns);
-        self.epoch + Duration::from_nanos(u64::try_from(steps * step_ns).unwrap_or(u64::MAX))
+        let begins = last + limit + step;
+        (begins, self.on_grid(begins, step))
     }
 
     /// The watchdog's look at process number `num`.
@@ -146,8 +157,8 @@ impl<E: Effects> Actor<E> {
         };
         let silence = now.saturating_duration_since(last);
         if silence <= limit {
-            let at = self.look_after(last, limit);
-            return self.watch_beats_at(id, at);
+            let (begins, ends) = self.look_after(last, limit);
+            return self.watch_beats_within(id, begins, ends);
         }
         let pid = p.pid;
         let diagnostics = p.beat.diagnostics;

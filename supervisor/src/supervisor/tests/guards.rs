@@ -82,6 +82,40 @@ fn a_silent_armed_process_is_hung_at_the_limit_plus_the_margin_and_restarted_as_
 }
 
 #[test]
+fn heartbeats_move_the_look_so_a_beating_service_costs_no_wakeup() {
+    let mut s = Sup::new();
+    let row = s.start(watched("idx", 1000));
+    let p = s.proc(row.id);
+    hello_with(&mut s, p.num, None);
+    for _ in 0..10 {
+        s.advance(300 * MS);
+        s.say(p.num, FromChild::Heartbeat);
+        // The supervisor's next wakeup is the look past this heartbeat, never an earlier one.
+        let now = crate::supervisor::effects::Effects::now(&s.actor.fx);
+        let next = s.actor.next_deadline().expect("a look is pending");
+        assert!(next >= now + 1050 * MS, "{:?}", next - now);
+    }
+}
+
+#[test]
+fn a_supervisor_awake_anyway_looks_as_soon_as_the_silence_passes_the_limit_and_half_the_margin() {
+    let mut s = Sup::new();
+    let row = s.start(watched("idx", 1000));
+    let p = s.proc(row.id);
+    hello_with(&mut s, p.num, None);
+    // A heartbeat off the grid (at 7 ms): the look's window runs from 1057 ms to the grid's
+    // 1100 ms. Each step below ends a turn, as a heartbeat of another service would.
+    s.advance(7 * MS);
+    s.say(p.num, FromChild::Heartbeat);
+    // The first look, at the limit after the launch, finds it beating.
+    s.advance(993 * MS);
+    s.advance(56 * MS);
+    assert_eq!(hung_events(&mut s), []);
+    s.advance(MS);
+    assert_eq!(hung_events(&mut s), [(1050, 1000)]);
+}
+
+#[test]
 fn a_process_that_never_beats_is_said_not_watched_once_and_never_hung() {
     let mut s = Sup::new();
     let row = s.start(watched("plain", 500));
