@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PM = os.environ.get("PM_BIN", os.path.join(ROOT, "target/release/pm-supervisor"))
 CHILD = os.path.join(ROOT, "bench", "children", "heartbeat.sh")
 N = int(os.environ.get("BENCH_CHILDREN", "50"))
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+# Idle CPU of a few tenths of a second varies by a third from run to run: 8 runs for a median.
+RUNS = int(os.environ.get("BENCH_RUNS", "8"))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "20"))
 # BENCH_GUARDS=watchdog or memory measures one guard alone (printed, docs left as they are).
 ONLY = os.environ.get("BENCH_GUARDS", "")

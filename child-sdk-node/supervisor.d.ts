@@ -138,6 +138,34 @@ export interface GuardRestart {
   detail: string
 }
 
+/** One of a service's last exits (ServiceDescription.exits). */
+export interface ServiceExit {
+  /** RFC 3339 UTC time with milliseconds. */
+  time: string
+  pid: number
+  /** `exit code 1`, `signal SIGKILL`. */
+  exit: string
+  code: number | null
+  signal: string | null
+  /** A stop or restart asked for it (not a crash). */
+  requested: boolean
+  uptime_ms: number
+}
+
+/** Everything known about a service (Manager#describe): its row and more. */
+export interface ServiceDescription extends ServiceRow {
+  /** When it entered its `state` (RFC 3339 UTC). */
+  since: string
+  /** When its current process started, or null without one. */
+  started: string | null
+  /** The live members of its current process group, the process first. */
+  pids: number[]
+  /** Its last exits, at most 5, the latest last. */
+  exits: ServiceExit[]
+  /** The spec it runs, with paths resolved and defaults filled in. */
+  spec: { [field: string]: JsonValue }
+}
+
 interface EventBase {
   type: 'event'
   /** The service's id (ServiceRow.id). */
@@ -288,6 +316,10 @@ export class Manager {
   stop(name: string): Promise<ServiceRow[]>
   /** Restarts every service named `name`; resolves with their rows once the new processes are launched. */
   restart(name: string): Promise<ServiceRow[]>
+  /** Stops every service named `name` and forgets it; resolves with their last rows once their processes are gone. */
+  delete(name: string): Promise<ServiceRow[]>
+  /** Everything known about the services named `name`: rows with `since`, `started`, `pids`, `exits` and `spec`. */
+  describe(name: string): Promise<ServiceDescription[]>
   /** Stops every service; resolves with every row once every process is gone. */
   stopall(): Promise<ServiceRow[]>
   /** Every service's row. */
@@ -338,6 +370,9 @@ export function defaultManager(): Manager
 export function start(spec: ServiceSpec, options?: StartOptions): Promise<ServiceRow>
 export function stop(name: string): Promise<ServiceRow[]>
 export function restart(name: string): Promise<ServiceRow[]>
+declare function deleteServices(name: string): Promise<ServiceRow[]>
+export { deleteServices as delete }
+export function describe(name: string): Promise<ServiceDescription[]>
 export function stopall(): Promise<ServiceRow[]>
 export function list(): Promise<ServiceRow[]>
 export function send(name: string, data: unknown): Promise<number>

@@ -24,6 +24,8 @@ function defaultManager() {
 exports.start = (spec, options) => defaultManager().start(spec, options)
 exports.stop = (name) => defaultManager().stop(name)
 exports.restart = (name) => defaultManager().restart(name)
+exports.delete = (name) => defaultManager().delete(name)
+exports.describe = (name) => defaultManager().describe(name)
 exports.stopall = () => defaultManager().stopall()
 exports.list = () => defaultManager().list()
 exports.send = (name, data) => defaultManager().send(name, data)

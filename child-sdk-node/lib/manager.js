@@ -343,6 +343,28 @@ class Manager extends EventEmitter {
     return this._request('restart', { name }, { spawnIt: false })
   }
 
+  /**
+   * Stops every service named `name` and forgets it (its id is not reused); resolves with
+   * their last rows once their processes are gone.
+   */
+  async delete(name) {
+    checkName(name)
+    if (!this._child) throw noSuchService(name, 'delete')
+    return this._request('delete', { name }, { spawnIt: false })
+  }
+
+  /**
+   * Everything known about the services named `name`: each one's row with `since`, `started`,
+   * `pids` (its live process group), its last `exits` and the `spec` it runs (protocol.md,
+   * section 8).
+   */
+  async describe(name) {
+    checkName(name)
+    if (!this._child) throw noSuchService(name, 'describe')
+    const result = await this._request('describe', { name }, { spawnIt: false })
+    return result.services
+  }
+
   /** Stops every service; resolves with their rows once every process is gone. */
   async stopall() {
     if (!this._child) return []

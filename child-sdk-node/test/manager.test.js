@@ -69,6 +69,33 @@ test('stop resolves once the processes are gone, restart once the new one runs, 
   assert.ok(alive(m.pid), 'the supervisor keeps running after stopall')
 })
 
+test('describe tells the process group, exits and resolved spec of a service; delete stops it and forgets it', async (t) => {
+  const dir = new TestDir(t)
+  const m = dir.manager()
+  const a = await m.start(service('a', [], { cwd: dir.path }), { wait: 'ready' })
+  await m.start(service('keep'), { wait: 'ready' })
+  await m.restart('a')
+
+  const [d, ...more] = await m.describe('a')
+  assert.equal(more.length, 0)
+  assert.equal(d.name, 'a')
+  assert.equal(d.pids[0], d.pid, 'the process first among its group')
+  assert.ok(alive(d.pid) && d.pid !== a.pid)
+  assert.deepStrictEqual(d.exits.map((e) => [e.pid, e.requested]), [[a.pid, true]], 'the restart is its one exit')
+  assert.equal(d.spec.cwd, dir.path)
+  assert.equal(d.spec.killTimeout, 5000)
+  assert.ok(!Number.isNaN(Date.parse(d.since)) && !Number.isNaN(Date.parse(d.started)))
+
+  // Launched is not ready: let it install its stop handler before it is deleted.
+  await poll('the new a to be ready', () => byEvent(dir, 'a', 'ready').some((e) => e.pid === d.pid))
+  const deleted = await m.delete('a')
+  assert.deepStrictEqual(deleted.map((r) => [r.name, r.pid]), [['a', null]])
+  assert.equal(alive(d.pid), false, 'its process is gone when delete resolves')
+  assert.deepStrictEqual((await m.list()).map((r) => r.name), ['keep'], 'forgotten; the other stays')
+  await assert.rejects(m.describe('a'), (e) => e.code === 'no_such_service')
+  await assert.rejects(m.delete('a'), (e) => e.code === 'no_such_service')
+})
+
 test('actions by name apply to every service with that name', async (t) => {
   const dir = new TestDir(t)
   const m = dir.manager()

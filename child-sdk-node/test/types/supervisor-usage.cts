@@ -16,6 +16,11 @@ async function main(): Promise<void> {
   const stopped: ServiceRow[] = await pm.stop('service1')
   await pm.restart('service1')
   await pm.stopall()
+  const [d] = await pm.describe('service1')
+  const members: number[] = d.pids
+  const lastExit: string | undefined = d.exits.at(-1)?.exit
+  const forgotten: ServiceRow[] = await pm.delete('service1')
+  void members, lastExit, forgotten
   const rows = await pm.list()
   const n: number = await pm.send('service1', { any: ['json', 1] })
   const closed: number = await pm.disconnect('service1')
