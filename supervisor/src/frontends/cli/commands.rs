@@ -1,7 +1,7 @@
 //! The client commands: `ls`, `start`, `stop`, `restart`, `delete`, `describe`, `stopall`,
-//! `send`, `reload`, `events` (`logs` is in `logs.rs`).
+//! `send`, `reload`, `events` (`describe` and `events` in `commands/`, `logs` in `logs.rs`).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -9,9 +9,13 @@ use serde_json::Value;
 
 use super::client::{CliError, Client, Target, err, rows};
 use crate::config::{EnvValue, RawService};
-use crate::control::{Answer, Command, Event, Message, Row, SendData, Services, Start, Wait};
+use crate::control::{Answer, Command, Row, SendData, Services, Start, Wait};
 use crate::supervisor::State;
-use crate::supervisor::{Description, EventKind};
+
+mod describe;
+mod events;
+pub(super) use describe::describe;
+pub(super) use events::events;
 
 /// `pm-supervisor ls`.
 pub(super) fn ls(target: &Target, as_json: bool) -> Result<(), CliError> {
@@ -248,206 +252,6 @@ pub(super) fn start(target: &Target, args: StartArgs) -> Result<(), CliError> {
     }
 }
 
-/// `describe SERVICE [--json]`.
-pub(super) fn describe(target: &Target, which: Services, as_json: bool) -> Result<(), CliError> {
-    let services = match Client::open(target)?.request(Command::Describe(which))? {
-        Answer::Described { services } => services,
-        other => {
-            return Err(err(format!(
-                "bad reply: expected descriptions, got {other:?}"
-            )));
-        }
-    };
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&services).unwrap_or_default()
-        );
-        return Ok(());
-    }
-    let colour = use_colour();
-    let now = SystemTime::now();
-    let mut out = String::new();
-    for (i, d) in services.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&describe_text(d, now, colour));
-    }
-    print!("{out}");
-    Ok(())
-}
-
-/// One service, as `describe` prints it.
-fn describe_text(d: &Description, now: SystemTime, colour: bool) -> String {
-    use std::fmt::Write as _;
-    let r = &d.row;
-    let ago = |t: SystemTime| {
-        let ms = now.duration_since(t).map_or(0, |d| d.as_millis() as u64);
-        format!("{} ({} ago)", timestamp(t), human_ms(ms))
-    };
-    let mut o = String::new();
-    let name = r.name.as_deref().unwrap_or("(nameless)");
-    let state = match colour {
-        true => format!("\x1b[{}m{}\x1b[0m", state_colour(r.state), state_text(r)),
-        false => state_text(r),
-    };
-    let _ = writeln!(o, "{name} (id {})", r.id);
-    let mut field = |k: &str, v: String| {
-        let _ = writeln!(o, "  {k:<10} {v}");
-    };
-    field("state", format!("{state} since {}", ago(d.since)));
-    let pids = match d.pids.split_first() {
-        None => "-".to_owned(),
-        Some((p, [])) => p.to_string(),
-        Some((p, rest)) => format!(
-            "{p} (group: {})",
-            rest.iter()
-                .map(i32::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    };
-    field("pid", pids);
-    if let Some(t) = d.started {
-        field("started", ago(t));
-    }
-    field("uptime", r.uptime_ms.map_or("-".into(), human_ms));
-    let guards = guard_counts(r);
-    let guards = match guards.is_empty() {
-        true => String::new(),
-        false => format!(", {guards}"),
-    };
-    field(
-        "restarts",
-        format!("{} ({} crashes in a row{guards})", r.restarts, r.crashes),
-    );
-    field("cpu", r.cpu.map_or("-".into(), |c| format!("{c:.1}%")));
-    let memory = r.memory.map_or("-".into(), human_bytes);
-    match r.max_memory {
-        None => field("memory", memory),
-        Some(max) => field(
-            "memory",
-            format!(
-                "{memory} of maxMemory {} ({} above it)",
-                human_bytes(max),
-                times(r.memory_restarts, "restart", "restarts")
-            ),
-        ),
-    }
-    if let Some(w) = r.watchdog_ms {
-        field(
-            "watchdog",
-            format!(
-                "heartbeat every {} at least ({})",
-                human_ms(w),
-                times(r.hangs, "hang", "hangs")
-            ),
-        );
-    }
-    if !r.depends_on.is_empty() {
-        let waiting = match r.waiting_for.is_empty() {
-            true => String::new(),
-            false => format!(" (waiting for {})", r.waiting_for.join(", ")),
-        };
-        field(
-            "depends on",
-            format!("{}{waiting}", r.depends_on.join(", ")),
-        );
-    }
-    if r.watch {
-        let paths: Vec<&str> = d
-            .spec
-            .get("watch")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        field(
-            "watch",
-            match paths.is_empty() {
-                true => "on".to_owned(),
-                false => paths.join(", "),
-            },
-        );
-    }
-    if let Some(g) = &r.last_guard {
-        let when = humantime::parse_rfc3339_weak(&g.time).map_or(g.time.clone(), &ago);
-        field("last guard", format!("{} {when}: {}", g.why, g.detail));
-    }
-    let s = &d.spec;
-    let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-    field("script", text("script"));
-    let args: Vec<String> = s
-        .get("args")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !args.is_empty() {
-        field("args", args.join(" "));
-    }
-    field("cwd", text("cwd"));
-    if let Some(i) = s.get("interpreter").and_then(Value::as_str) {
-        field("interpreter", i.to_owned());
-    }
-    match &r.log {
-        Some(log) => {
-            let mut logs = vec![log.display().to_string()];
-            let keep = s.get("logKeep").and_then(Value::as_u64).unwrap_or(0);
-            for n in 1..=keep {
-                let rotated = format!("{}.{n}", log.display());
-                if std::path::Path::new(&rotated).exists() {
-                    logs.push(rotated);
-                }
-            }
-            field("log", logs.join(", "));
-        }
-        None => field("log", "- (the supervisor's stdout)".into()),
-    }
-    if let Some(env) = s
-        .get("env")
-        .and_then(Value::as_object)
-        .filter(|e| !e.is_empty())
-    {
-        let env: Vec<String> = env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
-        field("env", env.join(" "));
-    }
-    if let Some(e) = &r.error {
-        field("error", e.clone());
-    }
-    let _ = writeln!(o, "  last exits");
-    if d.exits.is_empty() {
-        let _ = writeln!(o, "    (none)");
-    }
-    for e in &d.exits {
-        let why = if e.requested { ", requested" } else { "" };
-        let _ = writeln!(
-            o,
-            "    {}  pid {}  {}  after {}{why}",
-            timestamp(e.time),
-            e.pid,
-            e.exit,
-            human_ms(e.uptime_ms)
-        );
-    }
-    o
-}
-
-/// `1 hang`, `0 hangs`.
-fn times(n: u32, one: &str, many: &str) -> String {
-    match n {
-        1 => format!("1 {one}"),
-        n => format!("{n} {many}"),
-    }
-}
-
 fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -496,92 +300,6 @@ pub(super) fn reload(target: &Target, as_json: bool) -> Result<(), CliError> {
         println!("unchanged: {}", done.unchanged.len());
     }
     Ok(())
-}
-
-/// `events [--json]`: every event from now on, one per line, until the supervisor goes away
-/// (or stdout is closed).
-pub(super) fn events(target: &Target, as_json: bool) -> Result<(), CliError> {
-    let mut client = Client::open(target)?;
-    client.request(Command::Subscribe)?;
-    let mut out = std::io::stdout().lock();
-    loop {
-        let event = match client.read() {
-            Ok(Message::Event(e)) => e,
-            Ok(_) => continue,
-            // The supervisor exited: the stream is over.
-            Err(_) => return Ok(()),
-        };
-        let line = if as_json {
-            serde_json::to_string(&event).unwrap_or_default()
-        } else {
-            event_text(&event)
-        };
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            return Ok(());
-        }
-    }
-}
-
-/// An event for a person: `2026-11-30T08:00:00.000Z web #1 exited pid 42: exit code 1`.
-fn event_text(e: &Event) -> String {
-    let e = match e {
-        Event::Lagged(l) => return format!("({} events missed: reading too slowly)", l.missed),
-        Event::Service(e) => e,
-    };
-    let who = format!(
-        "{} {} #{}",
-        timestamp(e.time),
-        e.name.as_deref().unwrap_or("(nameless)"),
-        e.id
-    );
-    let what = match &e.kind {
-        EventKind::Started { pid } => format!("started pid {pid}"),
-        EventKind::Ready { pid } => format!("ready pid {pid}"),
-        EventKind::Stopping { pid, reason } => {
-            let reason = serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            format!("stopping pid {pid} ({reason})")
-        }
-        EventKind::Exited {
-            pid,
-            exit,
-            requested,
-            uptime_ms,
-        } => {
-            let why = if *requested { ", requested" } else { "" };
-            format!(
-                "exited pid {pid}: {exit} after {}{why}",
-                human_ms(*uptime_ms)
-            )
-        }
-        EventKind::LaunchFailed { error } => format!("launch failed: {error}"),
-        EventKind::Restarting { in_ms, crashes } => {
-            format!(
-                "restarting in {} ({crashes} crashes in a row)",
-                human_ms(*in_ms)
-            )
-        }
-        EventKind::Message { pid, data } => format!("message pid {pid}: {data}"),
-        EventKind::Hung {
-            pid,
-            silence_ms,
-            watchdog_ms,
-        } => format!("hung pid {pid}: no heartbeat for {silence_ms} ms (watchdogMs {watchdog_ms})"),
-        EventKind::Memory {
-            pid,
-            rss,
-            max_memory,
-            for_ms,
-        } => format!(
-            "memory pid {pid}: {} above maxMemory {} for {}",
-            human_bytes(*rss),
-            human_bytes(*max_memory),
-            human_ms(*for_ms)
-        ),
-    };
-    format!("{who} {what}")
 }
 
 /// Where `send` takes its data from.
@@ -653,8 +371,6 @@ fn human_bytes(b: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
     use serde_json::json;
 
     use super::*;
@@ -678,34 +394,5 @@ mod tests {
         let guarded = row(json!({"pid": 7, "state": "running", "hangs": 1, "memory_restarts": 2}));
         assert_eq!(state_text(&guarded), "running");
         assert_eq!(restarts_text(&guarded), "3 (1 hung, 2 memory)");
-    }
-
-    #[test]
-    fn hung_and_memory_events_read_as_sentences() {
-        let event = |kind| {
-            event_text(&Event::Service(crate::supervisor::Event {
-                time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-                id: 2,
-                name: Some("idx".into()),
-                kind,
-            }))
-        };
-        assert_eq!(
-            event(EventKind::Hung {
-                pid: 42,
-                silence_ms: 1040,
-                watchdog_ms: 1000
-            }),
-            "2023-11-14T22:13:20.000Z idx #2 hung pid 42: no heartbeat for 1040 ms (watchdogMs 1000)"
-        );
-        assert_eq!(
-            event(EventKind::Memory {
-                pid: 42,
-                rss: 600 << 20,
-                max_memory: 500 << 20,
-                for_ms: 3000
-            }),
-            "2023-11-14T22:13:20.000Z idx #2 memory pid 42: 600.0MB above maxMemory 500.0MB for 3s"
-        );
     }
 }
