@@ -5,6 +5,7 @@
 //! request carries, so both are checked by [`RawService::resolve`].
 
 mod depends;
+mod guards;
 mod jsonc;
 mod locate;
 mod spec;
@@ -13,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use guards::{MemorySize, WatchSetting};
 pub use locate::Segment;
 pub(crate) use locate::path_to_string;
-pub use spec::{EnvValue, FieldError, MemorySize, RawService, ServiceSpec, WatchSetting};
+pub use spec::{EnvValue, FieldError, RawService, ServiceSpec};
 
 /// `restartAt` when a service does not set it: 100 ms, 500 ms, 1 s, 10 s, 30 s, 1 min, 5 min,
 /// then every 15 min.
