@@ -2,7 +2,6 @@
 //! flags (see [`super`] for what each guarantee rests on).
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +36,8 @@ struct Stat {
     /// Process state letter (`R`, `S`, `Z`, ...).
     state: u8,
     pgid: i32,
+    /// CPU time used, user and system, in clock ticks.
+    cpu_ticks: u64,
     /// Start time in clock ticks since boot: with the pid, identifies a process for good.
     start_time: u64,
     /// Resident set size, in pages.
@@ -44,8 +45,16 @@ struct Stat {
 }
 
 fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    read_stat(&std::fs::File::open(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Reads an open `/proc/<pid>/stat` from its start: one `pread` (a stat line is far shorter than
+/// the buffer; `read_to_end` would add a `statx` and an `lseek` to every read).
+fn read_stat(f: &std::fs::File) -> Option<Stat> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 1024];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    parse_stat(&buf[..n])
 }
 
 /// Parses a stat line. The command name sits in parentheses and may itself contain spaces and
@@ -53,18 +62,24 @@ fn stat(pid: i32) -> Option<Stat> {
 fn parse_stat(text: &[u8]) -> Option<Stat> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    // Fields after the name: state(3) ppid(4) pgrp(5) ... starttime(22).
-    let state = *fields.next()?.as_bytes().first()?;
-    let pgid = fields.nth(1)?.parse().ok()?;
-    let start_time = fields.nth(16)?.parse().ok()?;
-    // vsize(23), rss(24).
-    let rss_pages = fields.nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // Fields after the name, from state (field 3): f[2] pgrp (5), f[11] utime (14), f[12]
+    // stime (15), f[19] starttime (22), f[21] rss (24).
+    let mut f = [""; 22];
+    let mut n = 0;
+    for (slot, field) in f.iter_mut().zip(rest.split_ascii_whitespace()) {
+        *slot = field;
+        n += 1;
+    }
+    if n < 20 {
+        return None;
+    }
+    let ticks = |i: usize| f[i].parse::<u64>().ok();
     Some(Stat {
-        state,
-        pgid,
-        start_time,
-        rss_pages,
+        state: *f[0].as_bytes().first()?,
+        pgid: f[2].parse().ok()?,
+        cpu_ticks: ticks(11)?.saturating_add(ticks(12)?),
+        start_time: ticks(19)?,
+        rss_pages: ticks(21).unwrap_or(0),
     })
 }
 
@@ -106,37 +121,16 @@ pub(crate) fn group_usage(pgids: &[i32]) -> std::collections::HashMap<i32, Group
         u64::try_from(page).unwrap_or(4096),
     );
     for pid in all_pids() {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((pgid, ticks, pages)) = usage_of(&text) else {
-            continue;
-        };
-        if !wanted.contains(&pgid) {
+        let Some(st) = stat(pid) else { continue };
+        if st.state == b'Z' || !wanted.contains(&st.pgid) {
             continue;
         }
-        let u: &mut GroupUsage = out.entry(pgid).or_default();
-        u.cpu += Duration::from_nanos(ticks.saturating_mul(1_000_000_000 / tick));
-        u.rss += pages.saturating_mul(page);
+        let u: &mut GroupUsage = out.entry(st.pgid).or_default();
+        u.cpu += Duration::from_nanos(st.cpu_ticks.saturating_mul(1_000_000_000 / tick));
+        u.rss += st.rss_pages.saturating_mul(page);
         u.pids.push(pid);
     }
     out
-}
-
-/// (pgid, utime + stime in ticks, rss in pages) of a `/proc/PID/stat` line; None for a zombie.
-fn usage_of(text: &str) -> Option<(i32, u64, u64)> {
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // f[0] is field 3 (state); pgrp is field 5, utime 14, stime 15, rss 24.
-    if *f.first()? == "Z" {
-        return None;
-    }
-    let pgid = f.get(2)?.parse().ok()?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    let rss: u64 = f.get(21)?.parse().ok()?;
-    Some((pgid, utime + stime, rss))
 }
 
 /// Total resident memory of each of `groups` (process group ids), in bytes: one pass over
@@ -186,10 +180,7 @@ impl Member {
                 let text = std::str::from_utf8(&buf[..n]).ok()?;
                 return text.split_ascii_whitespace().nth(1)?.parse().ok();
             }
-            Some(f) => {
-                let n = f.read_at(&mut buf, 0).ok()?;
-                parse_stat(&buf[..n]).filter(|st| st.pgid == g && st.state != b'Z')
-            }
+            Some(f) => read_stat(f).filter(|st| st.pgid == g && st.state != b'Z'),
             None => stat(self.pid).filter(|st| st.pgid == g && st.state != b'Z'),
         }
         .map(|st| st.rss_pages)
@@ -227,11 +218,7 @@ impl GroupSampler {
                 let Ok(f) = std::fs::File::open(&path) else {
                     continue;
                 };
-                let mut text = Vec::with_capacity(512);
-                if (&f).read_to_end(&mut text).is_err() {
-                    continue;
-                }
-                let Some(st) = parse_stat(&text) else {
+                let Some(st) = read_stat(&f) else {
                     continue;
                 };
                 if st.state != b'Z' && wanted.contains(&st.pgid) {
@@ -440,9 +427,15 @@ pub(crate) fn own_exe() -> PathBuf {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn usage_of_reads_a_stat_line_with_a_strange_name() {
-        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 777 1000 300 18446744073709551615";
-        assert_eq!(super::usage_of(line), Some((42, 300, 300)));
+    fn a_stat_line_with_a_strange_name_gives_cpu_and_memory() {
+        let line = b"42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 777 1000 300 18446744073709551615";
+        let s = super::parse_stat(line).expect("parses");
+        assert_eq!((s.pgid, s.cpu_ticks, s.rss_pages), (42, 300, 300));
+        // Cut short before the start time: not a stat line.
+        assert_eq!(
+            super::parse_stat(b"42 (a) S 1 42 42 0 -1 4194560 100 0 0 0 250 50"),
+            None
+        );
     }
 
     #[test]
@@ -465,6 +458,7 @@ mod tests {
             Stat {
                 state: b'S',
                 pgid: 4242,
+                cpu_ticks: 3,
                 start_time: 987654,
                 rss_pages: 10,
             }
