@@ -156,7 +156,7 @@ impl Tail {
         old: Option<(u64, u64)>,
         mut lines: Vec<String>,
     ) -> Vec<String> {
-        let mut files = open_generations(path);
+        let mut files = open_generations(path, old);
         if files.is_empty() {
             self.gone = old;
             return lines;
@@ -199,14 +199,19 @@ fn take_lines(partial: &mut Vec<u8>, chunk: &[u8], lines: &mut Vec<String>) {
     partial.extend_from_slice(rest);
 }
 
-/// A file and its rotated files, newest first, each opened and known by its descriptor's
-/// identity; empty when there is no file at `path`. A rotation during the walk shifts names
-/// under it, so the walk counts only if the file at `path` is still the one it began with
-/// (nothing rotated meanwhile); it is walked again otherwise, a bounded number of times.
-fn open_generations(path: &Path) -> Vec<(File, (u64, u64))> {
+/// Rotated files a follower catches up through at most: one further behind has lost lines.
+const MAX_BEHIND: usize = 100;
+
+/// A file and its rotated files, newest first, down to the one known as `upto` (the file
+/// followed before; only the current file without one), each opened and known by its
+/// descriptor's identity; empty when there is no file at `path`. A rotation during the walk
+/// shifts names under it, so the walk counts only if the file at `path` is still the one it
+/// began with (nothing rotated meanwhile); it is walked again otherwise, a bounded number of
+/// times.
+fn open_generations(path: &Path, upto: Option<(u64, u64)>) -> Vec<(File, (u64, u64))> {
     let mut files = Vec::new();
     for _ in 0..20 {
-        files = walk_generations(path);
+        files = walk_generations(path, upto);
         let still = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         if files.first().map(|(_, id)| *id) == still {
             break;
@@ -217,11 +222,14 @@ fn open_generations(path: &Path) -> Vec<(File, (u64, u64))> {
 
 /// One walk for [`open_generations`]. Names are walked upwards while a rotation shifts files
 /// upwards too, so a file is met twice (kept once) rather than skipped, and the one name the
-/// writer has freed for a moment is passed over.
-fn walk_generations(path: &Path) -> Vec<(File, (u64, u64))> {
+/// writer has freed for a moment is passed over. At most [`MAX_BEHIND`] files are held open.
+fn walk_generations(path: &Path, upto: Option<(u64, u64)>) -> Vec<(File, (u64, u64))> {
     let mut files: Vec<(File, (u64, u64))> = Vec::new();
     let mut missing = 0;
     for n in 0..=MAX_ROTATED {
+        if files.len() > MAX_BEHIND || (n > 0 && upto.is_none()) {
+            break;
+        }
         let name = if n == 0 {
             path.to_path_buf()
         } else {
@@ -240,8 +248,12 @@ fn walk_generations(path: &Path) -> Vec<(File, (u64, u64))> {
             continue;
         };
         missing = 0;
-        if !files.iter().any(|(_, id)| *id == opened.1) {
+        let id = opened.1;
+        if !files.iter().any(|(_, known)| *known == id) {
             files.push(opened);
+        }
+        if Some(id) == upto {
+            break;
         }
     }
     files
@@ -252,6 +264,36 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_walk_opens_the_rotated_files_down_to_the_one_followed_and_never_more_than_a_hundred() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.log");
+        std::fs::write(&path, "now\n").expect("write");
+        let id = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| (m.dev(), m.ino()))
+                .expect("stat")
+        };
+        for n in 1..=300 {
+            std::fs::write(format!("{}.{n}", path.display()), "old\n").expect("write");
+        }
+        let named = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        assert_eq!(
+            walk_generations(&path, None).len(),
+            1,
+            "no file followed: the current one"
+        );
+        let three = walk_generations(&path, Some(id(&named(3))));
+        let ids: Vec<_> = three.iter().map(|(_, i)| *i).collect();
+        let want = vec![id(&path), id(&named(1)), id(&named(2)), id(&named(3))];
+        assert_eq!(ids, want);
+        // Further behind than a follower catches up through: a bounded number held open.
+        assert_eq!(
+            walk_generations(&path, Some(id(&named(300)))).len(),
+            MAX_BEHIND + 1
+        );
+    }
 
     /// A writer rotating as fast as it can while `-f` reads: every line once, in order. The
     /// follower must never take one file's identity for another's (a stat before the open).
