@@ -64,34 +64,8 @@ enum Command {
     /// Start a new service on a running supervisor: `start app.js --name web -- --port 80`,
     /// or `start --spec '{"script": "app.js"}'`.
     Start {
-        /// The file to run (relative to --cwd, else to the current folder).
-        #[arg(required_unless_present = "spec")]
-        script: Option<String>,
-        /// Its name.
-        #[arg(long)]
-        name: Option<String>,
-        /// Its working folder (default: the current folder).
-        #[arg(long)]
-        cwd: Option<String>,
-        /// Its log file (default: the supervisor's stdout).
-        #[arg(long)]
-        log: Option<String>,
-        /// An environment variable for it (repeatable).
-        #[arg(long = "env", value_name = "KEY=VALUE")]
-        env: Vec<String>,
-        /// The program that runs the script (default: chosen by its extension).
-        #[arg(long)]
-        interpreter: Option<String>,
-        /// The whole spec as JSON (the fields of a config-file service), or `@FILE`; the other
-        /// options override its fields.
-        #[arg(long, value_name = "JSON|@FILE")]
-        spec: Option<String>,
-        /// Answer once the service says it is ready, not once it is launched.
-        #[arg(long)]
-        wait_ready: bool,
-        /// Arguments for the script, after `--`.
-        #[arg(last = true)]
-        args: Vec<String>,
+        #[command(flatten)]
+        start: commands::StartArgs,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -246,31 +220,7 @@ pub(crate) fn main() -> ExitCode {
             config,
         } => super::run::serve(control_fd, name, config),
         Command::Ls { target, json } => exit_code(commands::ls(&target.into(), json)),
-        Command::Start {
-            script,
-            name,
-            cwd,
-            log,
-            env,
-            interpreter,
-            spec,
-            wait_ready,
-            args,
-            target,
-        } => exit_code(commands::start(
-            &target.into(),
-            commands::StartArgs {
-                script,
-                name,
-                cwd,
-                log,
-                env,
-                interpreter,
-                spec,
-                wait_ready,
-                args,
-            },
-        )),
+        Command::Start { start, target } => exit_code(commands::start(&target.into(), start)),
         Command::Stop { service, target } => {
             exit_code(commands::act(&target.into(), Request::Stop(service)))
         }

@@ -173,16 +173,35 @@ pub(super) fn act(target: &Target, command: Command) -> Result<(), CliError> {
 }
 
 /// What `start` was given on the command line.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub(super) struct StartArgs {
+    /// The file to run (relative to --cwd, else to the current folder).
+    #[arg(required_unless_present = "spec")]
     pub(super) script: Option<String>,
+    /// Its name.
+    #[arg(long)]
     pub(super) name: Option<String>,
+    /// Its working folder (default: the current folder).
+    #[arg(long)]
     pub(super) cwd: Option<String>,
+    /// Its log file (default: the supervisor's stdout).
+    #[arg(long)]
     pub(super) log: Option<String>,
+    /// An environment variable for it (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
     pub(super) env: Vec<String>,
+    /// The program that runs the script (default: chosen by its extension).
+    #[arg(long)]
     pub(super) interpreter: Option<String>,
+    /// The whole spec as JSON (the fields of a config-file service), or `@FILE`; the other
+    /// options override its fields.
+    #[arg(long, value_name = "JSON|@FILE")]
     pub(super) spec: Option<String>,
+    /// Answer once the service says it is ready, not once it is launched.
+    #[arg(long)]
     pub(super) wait_ready: bool,
+    /// Arguments for the script, after `--`.
+    #[arg(last = true)]
     pub(super) args: Vec<String>,
 }
 
