@@ -362,6 +362,8 @@ fn reload_follows_a_changed_watch_and_forgets_a_removed_service() {
     let config = t.config(json!([spec("dev", "a"), spec("gone", "gone")]));
     let mut sup = t.run(&config);
     t.wait_event("dev", "start");
+    // Both running before the reload (a service removed before it said so would count 0 starts).
+    t.wait_event("gone", "start");
     assert_eq!(inotify_watches(sup.pid()), 2);
     t.config(json!([spec("dev", "b")]));
     let out = cli(&t, &["reload"]);
